@@ -1,0 +1,82 @@
+"""Naming and layout bridge between our Keras layers and PyTorch state dicts.
+
+Every layer whose weights come from a PyTorch module implements ``torch_weights()``, returning
+``{torch_param_name: (variable, to_tf)}`` where ``to_tf`` maps the PyTorch array layout to ours
+(e.g. OIHW -> HWIO). Composite layers need nothing: :func:`torch_state_variables` walks their
+public attributes (layers, lists and dicts of layers) in definition order and builds the same
+dotted key names a PyTorch ``state_dict()`` has, provided attributes are named like the
+PyTorch modules (which our models do, following the official code).
+"""
+from collections import OrderedDict
+
+import keras
+import numpy as np
+
+
+def oihw_to_hwio(w):
+    """Conv2d weight (out, in, kh, kw) -> TF (kh, kw, in, out)."""
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def oidhw_to_dhwio(w):
+    """Conv3d weight (out, in, kd, kh, kw) -> TF (kd, kh, kw, in, out)."""
+    return np.transpose(w, (2, 3, 4, 1, 0))
+
+
+def iodhw_to_dhwoi(w):
+    """ConvTranspose3d weight (in, out, kd, kh, kw) -> tf.nn.conv3d_transpose (kd, kh, kw, out, in)."""
+    return np.transpose(w, (2, 3, 4, 1, 0))
+
+
+def linear_to_tf(w):
+    """Linear weight (out, in) -> TF (in, out)."""
+    return np.transpose(w, (1, 0))
+
+
+def identity(w):
+    return w
+
+
+def _children(layer):
+    """Yield (name, child) for the sub-layers of ``layer`` in attribute definition order."""
+    for name, value in vars(layer).items():
+        if name.startswith('_'):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            yield name, value
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, keras.layers.Layer):
+                    yield f'{name}.{i}', item
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, keras.layers.Layer):
+                    yield f'{name}.{key}', item
+
+
+def torch_state_variables(layer, prefix=''):
+    """Return ``OrderedDict{torch_key: (variable, to_tf)}`` for a built layer tree."""
+    out = OrderedDict()
+    own = getattr(layer, 'torch_weights', None)
+    if callable(own):
+        for key, pair in own().items():
+            out[prefix + key] = pair
+    for name, child in _children(layer):
+        out.update(torch_state_variables(child, prefix + name + '.'))
+    return out
+
+
+def torch_state_dict(layer):
+    """Our weights in PyTorch names and layouts (the inverse of what the converters do)."""
+    result = OrderedDict()
+    for key, (var, to_tf) in torch_state_variables(layer).items():
+        value = np.asarray(var.numpy())
+        result[key] = np.transpose(value, np.argsort(_perm_of(to_tf, value.ndim)))
+    return result
+
+
+def _perm_of(fn, ndim):
+    """The axis permutation a layout function applies, traced on a probe of distinct sizes."""
+    shape = tuple(range(2, 2 + ndim))
+    moved = fn(np.zeros(shape)).shape
+    return [shape.index(s) for s in moved]

@@ -1,0 +1,105 @@
+"""Config loading: defaults + YAML + CLI overrides, with helpful errors for unknown keys."""
+import ast
+import difflib
+import os
+
+from yacs.config import CfgNode
+
+from ascendvsr.config.defaults import get_cfg_defaults
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid (unknown key, bad value type, missing file)."""
+
+
+def _all_keys(node, prefix=''):
+    keys = []
+    for k, v in node.items():
+        full = f'{prefix}{k}'
+        keys.extend(_all_keys(v, full + '.') if isinstance(v, CfgNode) else [full])
+    return keys
+
+
+def _unknown_key_error(cfg, key, source):
+    close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ''
+    return ConfigError(f"unknown config key '{key}' in {source}{hint}")
+
+
+def _check_keys(cfg, other, source, prefix=''):
+    for k, v in other.items():
+        full = f'{prefix}{k}'
+        if k not in cfg:
+            raise _unknown_key_error(get_cfg_defaults(), full, source)
+        if isinstance(v, dict) and isinstance(cfg[k], CfgNode):
+            _check_keys(cfg[k], v, source, full + '.')
+
+
+def parse_overrides(opts):
+    """``['a.b', '1', 'c.d=x']`` -> ``[('a.b', '1'), ('c.d', 'x')]`` (both CLI styles mixed)."""
+    pairs, i = [], 0
+    while i < len(opts):
+        item = opts[i]
+        if '=' in item:
+            key, value = item.split('=', 1)
+            i += 1
+        else:
+            if i + 1 >= len(opts):
+                raise ConfigError(f"config override '{item}' has no value (use KEY VALUE or KEY=VALUE)")
+            key, value = item, opts[i + 1]
+            i += 2
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _coerce(value, default, key):
+    """Parse a CLI string to the type of the default (yacs literal rules, strings kept as is)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    if isinstance(default, bool):
+        if isinstance(parsed, bool):
+            return parsed
+        if str(value).lower() in ('true', 'false'):
+            return str(value).lower() == 'true'
+        raise ConfigError(f"config key '{key}' expects true/false, got '{value}'")
+    if isinstance(default, float) and isinstance(parsed, int) and not isinstance(parsed, bool):
+        return float(parsed)
+    if isinstance(default, str):
+        return value
+    if isinstance(default, (list, tuple)) and isinstance(parsed, (list, tuple)):
+        return type(default)(parsed)
+    if type(parsed) is not type(default):
+        raise ConfigError(f"config key '{key}' expects {type(default).__name__} "
+                          f"(default {default!r}), got '{value}'")
+    return parsed
+
+
+def load_config(config_file=None, opts=(), freeze=True):
+    """Defaults <- YAML file <- overrides. Raises :class:`ConfigError` naming the bad key/file."""
+    cfg = get_cfg_defaults()
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f'config file not found: {config_file}')
+        with open(config_file) as f:
+            other = CfgNode.load_cfg(f)
+        _check_keys(cfg, other, config_file)
+        try:
+            cfg.merge_from_other_cfg(other)
+        except ValueError as err:
+            raise ConfigError(f'{config_file}: {err}') from err
+    for key, value in parse_overrides(list(opts)):
+        node, parts = cfg, key.split('.')
+        for p in parts[:-1]:
+            if p not in node or not isinstance(node[p], CfgNode):
+                raise _unknown_key_error(cfg, key, 'command-line overrides')
+            node = node[p]
+        if parts[-1] not in node or isinstance(node[parts[-1]], CfgNode):
+            raise _unknown_key_error(cfg, key, 'command-line overrides')
+        node[parts[-1]] = _coerce(value, node[parts[-1]], key)
+    if freeze:
+        cfg.freeze()
+    return cfg

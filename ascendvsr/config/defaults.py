@@ -1,0 +1,67 @@
+"""The single configuration tree (yacs). Every key has a one-line comment.
+
+Layering: these defaults <- ``configs/<name>.yaml`` (``--config-file``) <- command-line overrides
+(``KEY VALUE`` or ``KEY=VALUE``). Unknown keys are errors naming the key and the closest valid one
+(see :mod:`ascendvsr.config`).
+"""
+from yacs.config import CfgNode as CN
+
+_C = CN()
+_C.mode = 'train'                 # train | eval | inference | freeze | convert (CLI --mode wins)
+_C.device = 'cpu'                 # cpu | gpu | npu: where the graph runs (npu needs npu_bridge)
+_C.device_id = 0                  # device index (scripts pass DEVICE_ID here)
+_C.rank_size = 1                  # number of devices/processes taking part in training
+_C.output_dir = 'outputs/edvr'    # checkpoints, logs, TensorBoard, frames, reports, frozen graphs
+_C.seed = 0                       # random seed for weights init and data sampling
+_C.log_file = 'log.txt'           # log file name inside output_dir ('' = console only)
+
+# ----------------------------------------------------------------------------- model (generic)
+_C.model = CN()
+_C.model.name = 'EDVR'                   # registered model to build (ascendvsr.models.registry)
+_C.model.scale = 4                       # super-resolution factor (output size / input size)
+_C.model.input_format_dimension = 5      # frozen-graph input: 5 = [N,D,H,W,C]; 4 = [N*D,H,W,C]
+_C.model.convert_output_to_uint8 = False  # frozen graph outputs round(clip(y,0,1)*255) as uint8
+_C.model.checkpoint = ''                 # checkpoint to load for eval/inference/freeze/resume
+
+# ----------------------------------------------------------------------------- EDVR
+_C.edvr = CN()
+_C.edvr.num_in_ch = 3              # input image channels
+_C.edvr.num_out_ch = 3             # output image channels
+_C.edvr.num_feat = 64              # feature channels (EDVR-M 64, EDVR-L 128)
+_C.edvr.num_frame = 5              # input frames per output frame (EDVR uses 5; 7 on Vimeo90K)
+_C.edvr.deformable_groups = 8      # DCN offset groups in PCD alignment
+_C.edvr.num_extract_block = 5      # residual blocks in feature extraction
+_C.edvr.num_reconstruct_block = 10  # residual blocks in reconstruction (EDVR-L: 40)
+_C.edvr.center_frame_idx = -1      # reference frame index; -1 = num_frame // 2
+_C.edvr.hr_in = False              # input already at output resolution (deblurring tracks)
+_C.edvr.with_predeblur = False     # pre-deblur module (deblur tracks)
+_C.edvr.with_tsa = True            # TSA fusion; False = 1x1 conv fusion
+_C.edvr.impl = 'tf'                # deformable conv implementation: 'tf' (core ops) | 'npu'
+_C.edvr.dcn_jit_compile = True     # XLA-compile the 'tf' deformable convs (off when exporting)
+
+# ----------------------------------------------------------------------------- data
+_C.data = CN()
+_C.data.data_dir = 'data/reds'          # dataset root (REDS layout: images/NNN/{truth,blur4})
+_C.data.num_threads = 4                 # parallel readers / decoders in the tf.data pipeline
+_C.data.train_data_queue_size = 8       # prefetch queue depth (batches) for training
+_C.data.batch_size = 4                  # training batch size per device
+_C.data.eval_batch_size = 1             # evaluation/inference batch; -1 = None batch when freezing
+_C.data.eval_in_size = [180, 320]       # [H, W] of the LR input for freezing/benchmarks
+
+# ----------------------------------------------------------------------------- solver
+_C.solver = CN()
+_C.solver.print_interval = 20           # log one line every N steps
+_C.solver.checkpoint_interval = 5000    # write a checkpoint every N steps
+_C.solver.total_steps = 600000          # training steps
+_C.solver.lr = 4e-4                     # base learning rate (Adam)
+
+# ----------------------------------------------------------------------------- convert
+_C.convert = CN()
+_C.convert.source = ''            # official PyTorch checkpoint (.pth) to convert
+_C.convert.key = ''               # '' = auto (params_ema > params > state_dict > raw); or a key
+_C.convert.output = ''            # TF checkpoint prefix to write ('' = output_dir/converted/<model>)
+
+
+def get_cfg_defaults():
+    """A fresh copy of the defaults (never mutate ``_C`` itself)."""
+    return _C.clone()
