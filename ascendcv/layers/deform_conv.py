@@ -157,8 +157,10 @@ class ModulatedDeformConv2d(keras.layers.Layer):
             fn = deform_conv2d_npu
         else:
             fn = _deform_conv2d_xla if self.jit_compile else deform_conv2d
-        return fn(x, offset, mask, self.kernel, self.bias, self.stride, self.padding,
-                  self.dilation, self.deformable_groups)
+        kernel = tf.convert_to_tensor(self.kernel)
+        bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
+        return fn(x, offset, mask, kernel, bias, self.stride, self.padding, self.dilation,
+                  self.deformable_groups)
 
     def torch_weights(self):
         w = {'weight': (self.kernel, oihw_to_hwio)}

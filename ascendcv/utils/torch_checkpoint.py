@@ -9,11 +9,11 @@
   ``<archive>/data/<key>``.  ``<archive>/byteorder`` (``little``/``big``) gives
   the byte order of the records (little when absent).
 * **legacy format** (torch < 1.6, or ``_use_new_zipfile_serialization=False``):
-  five pickles in a row -- the magic number, the protocol version (1001), a
-  ``sys_info`` dict and the object pickle whose persistent ids are
-  ``('storage', storage_type, key, location, numel, view_metadata)`` -- then a
-  pickled list of storage keys and, for each key in that order, an 8-byte
-  little-endian element count followed by the raw little-endian data.  The
+  pickles of the magic number, the protocol version (1001), a ``sys_info``
+  dict and the object, whose persistent ids are ``('storage', storage_type,
+  key, location, numel, view_metadata)``; then a pickled list of storage keys
+  and, for each key in that order, an 8-byte little-endian element count
+  followed by the raw little-endian data.  The
   storage data follows the object pickle, so the object pickle is read twice:
   once to learn each storage's dtype, once to build the tensors.
 
@@ -25,6 +25,7 @@ system modules (``os``, ``subprocess``, ``builtins.eval`` ...) are refused, and
 every other class (``models.re_3dcnn``, ``torch.nn.modules.conv.Conv3d`` ...)
 is replaced by an inert :class:`PickledObject` stand-in; nothing is imported.
 """
+import codecs
 import collections
 import io
 import os
@@ -38,6 +39,7 @@ __all__ = ['CheckpointError', 'PickledObject', 'load_torch_file', 'load_state_di
 
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
+_LEGACY_HEAD = pickle.dumps(_LEGACY_MAGIC, protocol=2)  # how torch.save wrote it
 # torch dtype name -> numpy dtype of the raw storage (bfloat16 is read as uint16 bits)
 _NP_DTYPES = {'float32': 'f4', 'float64': 'f8', 'float16': 'f2', 'bfloat16': 'u2', 'int64': 'i8',
               'int32': 'i4', 'int16': 'i2', 'int8': 'i1', 'uint8': 'u1', 'bool': '?',
@@ -113,7 +115,8 @@ class _Storage:
         self.dtype, self.array = dtype, array
 
 
-def _make_tensor(storage, offset, size, stride):
+def _rebuild_tensor(storage, offset, size, stride, *unused):
+    """``torch._utils._rebuild_tensor(_v2)``: a C-contiguous copy of a strided view of a storage."""
     arr = storage.array
     if arr is None:  # legacy first pass: data not read yet
         return None
@@ -132,10 +135,6 @@ def _make_tensor(storage, offset, size, stride):
     if storage.dtype == 'bfloat16':
         out = (out.astype(np.uint32) << 16).view(np.float32)
     return out
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
-    return _make_tensor(storage, storage_offset, size, stride)
 
 
 def _rebuild_parameter(data, *unused):
@@ -164,7 +163,7 @@ _ALLOWED = {
     ('torch.nn.parameter', 'Parameter'): _rebuild_parameter,  # torch 0.4: (Parameter, (data, grad))
     ('copyreg', '_reconstructor'): _reconstructor,
     ('copy_reg', '_reconstructor'): _reconstructor,
-    ('_codecs', 'encode'): __import__('codecs').encode,  # protocol-2 pickles of bytes
+    ('_codecs', 'encode'): codecs.encode,  # protocol-2 pickles of bytes
     ('numpy', 'dtype'): np.dtype,
     ('numpy', 'ndarray'): np.ndarray,
 }
@@ -179,7 +178,7 @@ class _Unpickler(pickle.Unpickler):
     """Restricted unpickler; ``read_record(key, dtype)`` returns a storage's array (or None)."""
 
     def __init__(self, file, path, storages, read_record):
-        super().__init__(file)
+        super().__init__(file, encoding='utf-8')  # as torch.load (Python 2 str -> str)
         self.path, self.storages, self.read_record = path, storages, read_record
 
     def find_class(self, module, name):
@@ -261,7 +260,11 @@ def _read_exact(f, n):
 
 
 def _load_legacy(f, path):
+    head = f.read(len(_LEGACY_HEAD))
+    if 4 <= len(head) < len(_LEGACY_HEAD) and _LEGACY_HEAD.startswith(head):
+        raise _corrupt(path, EOFError('file ends inside the magic number'))
     try:
+        f.seek(0)
         magic = _NoGlobals(f).load()
     except Exception:
         magic = None
@@ -272,7 +275,7 @@ def _load_legacy(f, path):
         protocol = _NoGlobals(f).load()
         if protocol != _LEGACY_PROTOCOL:
             raise CheckpointError('%s: unsupported legacy protocol version %r' % (path, protocol))
-        _NoGlobals(f).load()  # sys_info; data is little-endian whatever the writer was
+        _NoGlobals(f).load()  # sys_info; legacy storages are always written little-endian
         start, storages = f.tell(), {}
         _Unpickler(f, path, storages, lambda key, dtype: None).load()  # pass 1: learn dtypes
         for key in _NoGlobals(f).load():
@@ -343,10 +346,6 @@ def get_attr(obj, name):
     return obj
 
 
-def _is_tensor_dict(obj):
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, np.ndarray) for v in obj.values())
-
-
 def load_state_dict(path, key=None):
     """Flat ``OrderedDict[str, ndarray]`` from a checkpoint.
 
@@ -358,22 +357,25 @@ def load_state_dict(path, key=None):
     obj = load_torch_file(path)
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
-            available = sorted(map(str, obj)) if isinstance(obj, dict) else '(top level is %s)' % (
-                type(obj).__name__ if not isinstance(obj, PickledObject) else repr(obj))
+            available = list(map(str, obj)) if isinstance(obj, dict) else 'none, it holds %s' % (
+                obj if isinstance(obj, PickledObject) else type(obj).__name__)
             raise CheckpointError('%s: key %r not found; available top-level keys: %s'
                                   % (path, key, available))
         obj = obj[key]
-    elif isinstance(obj, dict) and not _is_tensor_dict(obj):
+    elif isinstance(obj, dict) and not all(isinstance(v, np.ndarray) for v in obj.values()):
         for candidate in ('params_ema', 'params', 'state_dict', 'model'):
             if candidate in obj:
                 obj = obj[candidate]
                 break
     if isinstance(obj, PickledObject):
-        obj = module_state_dict(obj)
+        try:
+            obj = module_state_dict(obj)
+        except CheckpointError as err:
+            raise CheckpointError('%s: %s' % (path, err)) from err
     sd = collections.OrderedDict((str(k), v) for k, v in obj.items() if isinstance(v, np.ndarray)) \
         if isinstance(obj, dict) else {}
     if not sd:
-        hint = ' (top-level keys: %s)' % sorted(map(str, obj)) if isinstance(obj, dict) else ''
+        hint = ' (keys: %s)' % list(map(str, obj)) if isinstance(obj, dict) else ''
         raise CheckpointError('%s: holds no tensors where a state dict was expected%s' % (path, hint))
     if all(k.startswith('module.') for k in sd):
         sd = collections.OrderedDict((k[len('module.'):], v) for k, v in sd.items())

@@ -55,6 +55,16 @@ _C.solver.checkpoint_interval = 5000    # write a checkpoint every N steps
 _C.solver.total_steps = 600000          # training steps
 _C.solver.lr = 4e-4                     # base learning rate (Adam)
 
+# ----------------------------------------------------------------------------- inference
+_C.inference = CN()
+_C.inference.source = ''            # video file or frame folder to restore (no ground truth needed)
+_C.inference.max_frames = -1        # restore at most N frames (-1 = all)
+_C.inference.padding = 'reflection_circle'  # temporal padding at clip ends (BasicSR test modes)
+_C.inference.save_video = False     # also write output_dir/test/<name>.mp4
+_C.inference.fps = 25               # frame rate of the written mp4
+_C.inference.num_writers = 2        # image-writer threads draining the output queue
+_C.inference.writer_queue_size = 16  # bounded queue of frames waiting to be written
+
 # ----------------------------------------------------------------------------- convert
 _C.convert = CN()
 _C.convert.source = ''            # official PyTorch checkpoint (.pth) to convert
