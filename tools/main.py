@@ -53,12 +53,12 @@ def main(argv=None):
         elif cfg.mode == 'inference':
             from ascendcv.runner.inferencer import run_inference
             from ascendvsr.models import build_model
-            from ascendvsr.convert.common import load_tf_checkpoint
+            from ascendcv.runner.checkpoint import restore_checkpoint
             model = build_model(cfg)
             if not cfg.model.checkpoint:
                 raise CheckpointError('model.checkpoint is empty: give the TF checkpoint to run '
                                       '(e.g. the output of --mode convert)')
-            load_tf_checkpoint(model, cfg.model.checkpoint)
+            restore_checkpoint(model, cfg.model.checkpoint)
             run_inference(cfg, model, logger=log.info)
     except (CheckpointError, ValueError, FileNotFoundError, OSError, RuntimeError) as err:
         print(f'Error: {err}', file=sys.stderr)

@@ -5,7 +5,7 @@ model's converter and writes a TF checkpoint the rest of the toolkit loads (``mo
 """
 import os
 
-from ascendvsr.convert.common import save_tf_checkpoint
+from ascendcv.runner.checkpoint import save_checkpoint
 
 _CONVERTERS = {}
 
@@ -28,7 +28,7 @@ def convert_checkpoint(cfg, logger=print):
     model = build_model(cfg)
     _converters()[name](model, cfg.convert.source, key=cfg.convert.key or None)
     prefix = cfg.convert.output or os.path.join(cfg.output_dir, 'converted', name.lower())
-    save_tf_checkpoint(model, prefix)
+    save_checkpoint(model, prefix)
     n_params = sum(int(v.shape.num_elements()) for v in model.weights)
     logger(f'Converted {cfg.convert.source} -> {prefix} ({n_params:,} parameters); '
            f'use it with model.checkpoint={prefix}')

@@ -1,10 +1,5 @@
-"""Shared machinery for official-checkpoint converters: key checks, layout maps, TF save."""
-import os
-import shutil
-import tempfile
-
+"""Shared machinery for official-checkpoint converters: key and shape checks, assignment."""
 import numpy as np
-import tensorflow as tf
 
 from ascendcv.layers.torch_compat import torch_state_variables
 from ascendcv.utils.torch_checkpoint import CheckpointError
@@ -44,45 +39,3 @@ def assign_state_dict(model, state_dict, source='checkpoint'):
     for key, (var, _) in targets.items():
         var.assign(converted[key])
     return len(targets)
-
-
-def save_tf_checkpoint(model, prefix):
-    """Write ``model``'s weights as a TF checkpoint at ``prefix`` atomically.
-
-    The files are written under a temporary name in the same folder and renamed into place, so an
-    interrupted conversion never leaves a half-written checkpoint under the final name.
-    Returns the prefix.
-    """
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp_ckpt_', dir=folder)
-    try:
-        written = tf.train.Checkpoint(model=model).write(os.path.join(tmp, 'ckpt'))
-        for path in tf.io.gfile.glob(written + '*'):
-            suffix = os.path.basename(path)[len('ckpt'):]
-            os.replace(path, os.path.abspath(prefix) + suffix)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return prefix
-
-
-def load_tf_checkpoint(model, prefix):
-    """Restore ``model`` from a TF checkpoint prefix (or a folder holding one); all weights
-    must be present (a checkpoint of another model is an error naming both)."""
-    if os.path.isdir(prefix):
-        latest = tf.train.latest_checkpoint(prefix)
-        if latest is None:
-            raise CheckpointError(f'no TF checkpoint found in folder {prefix}')
-        prefix = latest
-    if not tf.io.gfile.exists(prefix + '.index'):
-        raise CheckpointError(f'TF checkpoint not found: {prefix} (expected {prefix}.index)')
-    try:
-        status = tf.train.Checkpoint(model=model).read(prefix)
-        # every variable of the model must receive a value; extra entries (optimizer slots,
-        # step counters of a training checkpoint) are allowed
-        status.assert_existing_objects_matched()
-        status.expect_partial()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        raise CheckpointError(f'{prefix} is not a checkpoint of this {model.name} model '
-                              f'({type(err).__name__}: {str(err).splitlines()[0][:300]})') from err
-    return prefix

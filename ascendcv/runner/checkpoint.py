@@ -1,0 +1,115 @@
+"""TF checkpoints of our models, keyed by stable variable paths.
+
+Keras 3 keeps sub-layers held in Python lists/dicts out of ``tf.train.Checkpoint``'s object graph,
+so saving ``Checkpoint(model=model)`` would silently drop them. We therefore save an explicit map
+``{name: variable}`` where the name is the variable's PyTorch state-dict key (e.g.
+``pcd_align.dcn_pack.l3.weight``; stable, hierarchical, and the same across frameworks), or
+``other/<keras path>`` for weights that have no PyTorch counterpart, plus any extra
+trackables (optimizer variables, step counter) the trainer adds. Restoring checks that every model
+variable is present with the same shape and names what is missing, so a checkpoint of another
+model or configuration is a clear error, not a silent partial load.
+
+Writes are atomic: files go to a temporary folder beside the target and are renamed into place.
+"""
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+
+import tensorflow as tf
+
+from ascendcv.layers.torch_compat import torch_state_variables
+from ascendcv.utils.torch_checkpoint import CheckpointError
+
+WEIGHTS_KEY = 'weights'
+
+
+def named_variables(model):
+    """``OrderedDict{name: variable}`` for every weight of ``model`` (see module docstring)."""
+    out = OrderedDict((key, var) for key, (var, _) in torch_state_variables(model).items())
+    seen = {id(v) for v in out.values()}
+    for v in model.weights:
+        if id(v) in seen:
+            continue
+        base = 'other/' + (getattr(v, 'path', None) or v.name)
+        name, i = base, 1
+        while name in out:
+            name, i = f'{base}_{i}', i + 1
+        out[name] = v
+        seen.add(id(v))
+    return out
+
+
+def _checkpoint(model, extra=None):
+    return tf.train.Checkpoint(**{WEIGHTS_KEY: dict(named_variables(model))}, **(extra or {}))
+
+
+def save_checkpoint(model, prefix, extra=None):
+    """Write ``model``'s weights (and ``extra`` trackables) at ``prefix`` atomically.
+
+    Returns ``prefix``; the files are ``prefix.index`` and ``prefix.data-*``.
+    """
+    prefix = os.path.abspath(prefix)
+    folder = os.path.dirname(prefix)
+    os.makedirs(folder, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise OSError(f'cannot write checkpoints to {folder}: folder is not writable')
+    tmp = tempfile.mkdtemp(prefix='.tmp_ckpt_', dir=folder)
+    try:
+        written = _checkpoint(model, extra).write(os.path.join(tmp, 'ckpt'))
+        parts = tf.io.gfile.glob(written + '*')
+        # data first, index last: a reader that sees the index sees complete data
+        for path in sorted(parts, key=lambda p: p.endswith('.index')):
+            os.replace(path, prefix + os.path.basename(path)[len('ckpt'):])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return prefix
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix from a prefix or a folder (its newest checkpoint)."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            cands = sorted(p[:-len('.index')] for p in os.listdir(path) if p.endswith('.index'))
+            if not cands:
+                raise CheckpointError(f'no TF checkpoint (*.index) found in folder {path}')
+            latest = os.path.join(path, cands[-1])
+        return latest
+    if path.endswith('.index'):
+        path = path[:-len('.index')]
+    if not os.path.exists(path + '.index'):
+        hint = ' (this is a PyTorch file: convert it first with --mode convert)' \
+            if path.endswith(('.pth', '.pt')) else ''
+        raise CheckpointError(f'TF checkpoint not found: {path} (expected {path}.index){hint}')
+    return path
+
+
+def restore_checkpoint(model, path, extra=None):
+    """Restore ``model`` (and ``extra``) from ``path`` (prefix or folder); returns the prefix.
+
+    Raises :class:`CheckpointError` naming the checkpoint when it lacks model variables or their
+    shapes differ (a checkpoint of another model or configuration).
+    """
+    prefix = resolve_checkpoint(path)
+    try:
+        stored = dict(tf.train.list_variables(prefix))
+    except (tf.errors.OpError, ValueError) as err:
+        raise CheckpointError(f'{prefix} is not a readable TF checkpoint: {err}') from err
+    expected = named_variables(model)
+    escaped = {name: f'{WEIGHTS_KEY}/{name.replace(".", ".."). replace("/", ".S")}/.ATTRIBUTES/VARIABLE_VALUE'
+               for name in expected}
+    missing = [n for n, key in escaped.items() if key not in stored]
+    wrong = [f'{n}: checkpoint {stored[k]} vs model {list(expected[n].shape)}'
+             for n, k in escaped.items() if k in stored and list(stored[k]) != list(expected[n].shape)]
+    if missing or wrong:
+        detail = []
+        if missing:
+            detail.append(f'{len(missing)} model variables missing (e.g. {", ".join(missing[:5])})')
+        if wrong:
+            detail.append(f'{len(wrong)} shapes differ (e.g. {"; ".join(wrong[:5])})')
+        raise CheckpointError(f'{prefix} is not a checkpoint of this {model.name} model: '
+                              + '; '.join(detail))
+    status = _checkpoint(model, extra).read(prefix)
+    status.expect_partial()
+    return prefix
