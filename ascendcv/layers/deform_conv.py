@@ -85,7 +85,7 @@ def _npu_cube():
         from npu_bridge.estimator.npu import npu_cube  # noqa: F401  (Ascend TF adapter)
     except ImportError as err:
         raise RuntimeError(
-            "edvr.impl='npu' needs the Ascend TensorFlow adapter (npu_bridge), which is not "
+            "impl='npu' (config key edvr.impl) needs the Ascend TensorFlow adapter (npu_bridge), which is not "
             f"importable here ({err}). Use edvr.impl='tf' on CPU/GPU.") from err
     return npu_cube
 

@@ -41,12 +41,28 @@ _C.edvr.dcn_jit_compile = True     # XLA-compile the 'tf' deformable convs (off 
 
 # ----------------------------------------------------------------------------- data
 _C.data = CN()
-_C.data.data_dir = 'data/reds'          # dataset root (REDS layout: images/NNN/{truth,blur4})
+_C.data.dataset_type = 'reds'           # reds (images/NNN/{truth,blur4} + sets/*.json) | vimeo90k
+_C.data.data_dir = 'data/reds'          # dataset root
+_C.data.gt_subdir = 'truth'             # REDS layout: ground-truth frames folder inside each clip
+_C.data.lr_subdir = 'blur4'             # REDS layout: low-resolution input frames folder
+_C.data.train_set = 'sets/train.json'   # REDS layout: JSON list of training clip names
+_C.data.val_set = 'sets/val.json'       # REDS layout: JSON list of validation clip names (REDS4)
+_C.data.vimeo_gt_dir = 'sequences'      # Vimeo90K: GT septuplets folder (relative to data_dir)
+_C.data.vimeo_lr_dir = 'sequences_lr'   # Vimeo90K: LR septuplets folder (relative to data_dir)
+_C.data.vimeo_train_list = 'sep_trainlist.txt'  # Vimeo90K: training list (lines 00001/0001)
+_C.data.vimeo_test_list = 'sep_testlist.txt'    # Vimeo90K: test list
+_C.data.crop_size = 64                  # training LR patch size (GT patch = crop_size * scale)
+_C.data.interval_list = [1]             # temporal strides to sample neighbours with (BasicSR)
+_C.data.random_reverse = False          # randomly reverse the frame order (augmentation)
+_C.data.use_flip = True                 # random horizontal flips (augmentation)
+_C.data.use_rot = True                  # random vertical flips + 90-degree rotations (augmentation)
+_C.data.padding = 'reflection_circle'   # frame-index padding at clip ends for evaluation
 _C.data.num_threads = 4                 # parallel readers / decoders in the tf.data pipeline
 _C.data.train_data_queue_size = 8       # prefetch queue depth (batches) for training
 _C.data.batch_size = 4                  # training batch size per device
 _C.data.eval_batch_size = 1             # evaluation/inference batch; -1 = None batch when freezing
 _C.data.eval_in_size = [180, 320]       # [H, W] of the LR input for freezing/benchmarks
+_C.data.max_eval_frames = -1            # evaluate at most N frames per clip (-1 = all)
 
 # ----------------------------------------------------------------------------- solver
 _C.solver = CN()
