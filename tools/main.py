@@ -3,26 +3,69 @@
     python tools/main.py --config-file configs/edvr.yaml --mode MODE [KEY VALUE | KEY=VALUE ...]
 
 Modes:
-  convert    official PyTorch checkpoint (convert.source) -> TF checkpoint (convert.output)
+  train      train (resumes from output_dir/checkpoints when present)
+  eval       per-video PSNR/SSIM on the validation set with model.checkpoint (TF checkpoint or .pb)
   inference  restore inference.source (video file or frame folder) with model.checkpoint
+  freeze     write output_dir/<Model>.pb (frozen GraphDef) and, with export.onnx, <Model>.onnx
+  convert    official PyTorch checkpoint (convert.source) -> TF checkpoint (convert.output)
 """
 import argparse
-import logging
 import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MODES = ('convert', 'inference')
+MODES = ('train', 'eval', 'inference', 'freeze', 'convert')
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--config-file', default='', help='YAML file under configs/')
     ap.add_argument('--mode', choices=MODES, help='what to run (overrides the config key "mode")')
     ap.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides: KEY VALUE or KEY=VALUE')
     return ap.parse_args(argv)
+
+
+def load_model_for_inference(cfg, logger):
+    """The model to run: a frozen ``.pb`` as is, or the configured model with a TF checkpoint."""
+    from ascendcv.runner.checkpoint import restore_checkpoint
+    from ascendcv.utils.torch_checkpoint import CheckpointError
+    from ascendvsr.models import build_model
+    ckpt = cfg.model.checkpoint
+    if not ckpt:
+        raise CheckpointError('model.checkpoint is empty: give a TF checkpoint (prefix or folder) '
+                              'or a frozen .pb (e.g. bash scripts/run_evaluation.sh 0 CKPT)')
+    if ckpt.endswith('.pb'):
+        from ascendcv.runner.freezer import FrozenGraphModel
+        logger.info(f'Running the frozen graph {ckpt}')
+        return FrozenGraphModel(ckpt)
+    model = build_model(cfg)
+    prefix = restore_checkpoint(model, ckpt)
+    logger.info(f'Loaded {prefix}')
+    return model
+
+
+def run(cfg, logger):
+    if cfg.mode == 'train':
+        from ascendcv.runner.trainer import train_from_config
+        train_from_config(cfg, logger)
+    elif cfg.mode == 'eval':
+        from ascendcv.dataloader.pipeline import build_dataset
+        from ascendcv.runner.evaluator import evaluate
+        model = load_model_for_inference(cfg, logger)
+        dataset = build_dataset(cfg, 'val')
+        evaluate(cfg, lambda x: model(x, training=False), dataset, model.num_frame, logger)
+    elif cfg.mode == 'inference':
+        from ascendcv.runner.inferencer import run_inference
+        run_inference(cfg, load_model_for_inference(cfg, logger), logger=logger.info)
+    elif cfg.mode == 'freeze':
+        from ascendcv.runner.freezer import export_and_check
+        export_and_check(cfg, logger)
+    elif cfg.mode == 'convert':
+        from ascendvsr.convert import convert_checkpoint
+        convert_checkpoint(cfg, logger=logger.info)
 
 
 def main(argv=None):
@@ -39,28 +82,24 @@ def main(argv=None):
     if cfg.mode not in MODES:
         print(f"Config error: mode '{cfg.mode}' is not one of {MODES}", file=sys.stderr)
         return 2
-    log = logging.getLogger('ascendvsr')
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%Y-%m-%d %H:%M:%S'))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    from ascendcv.runner.logging_utils import get_logger
+    from ascendcv.runner.trainer import NonFiniteLossError
     from ascendcv.utils.torch_checkpoint import CheckpointError
     try:
-        if cfg.mode == 'convert':
-            from ascendvsr.convert import convert_checkpoint
-            convert_checkpoint(cfg, logger=log.info)
-        elif cfg.mode == 'inference':
-            from ascendcv.runner.inferencer import run_inference
-            from ascendvsr.models import build_model
-            from ascendcv.runner.checkpoint import restore_checkpoint
-            model = build_model(cfg)
-            if not cfg.model.checkpoint:
-                raise CheckpointError('model.checkpoint is empty: give the TF checkpoint to run '
-                                      '(e.g. the output of --mode convert)')
-            restore_checkpoint(model, cfg.model.checkpoint)
-            run_inference(cfg, model, logger=log.info)
-    except (CheckpointError, ValueError, FileNotFoundError, OSError, RuntimeError) as err:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+    except OSError as err:
+        print(f'Error: cannot create output_dir {cfg.output_dir}: {err}', file=sys.stderr)
+        return 1
+    logger = get_logger(cfg.output_dir if cfg.mode == 'train' else None, cfg.log_file)
+    try:
+        run(cfg, logger)
+    except KeyboardInterrupt:
+        logger.error('Interrupted.')
+        return 130
+    except NonFiniteLossError:
+        return 3
+    except (CheckpointError, ValueError, FileNotFoundError, OSError, RuntimeError,
+            IndexError) as err:
         print(f'Error: {err}', file=sys.stderr)
         return 1
     return 0

@@ -113,3 +113,50 @@ def restore_checkpoint(model, path, extra=None):
     status = _checkpoint(model, extra).read(prefix)
     status.expect_partial()
     return prefix
+
+
+class CheckpointManager:
+    """Numbered training checkpoints ``<folder>/ckpt-<step>`` keeping the last ``keep``.
+
+    The newest complete checkpoint is recorded in ``<folder>/latest`` (one line, written to a
+    temporary file and renamed), which is updated only after the checkpoint files are in place:
+    a crash at any moment leaves the previous checkpoint usable.
+    """
+
+    def __init__(self, folder, keep=5):
+        self.folder, self.keep = folder, max(int(keep), 1)
+
+    def latest(self):
+        """Prefix of the newest complete checkpoint, or None."""
+        pointer = os.path.join(self.folder, 'latest')
+        if os.path.isfile(pointer):
+            with open(pointer) as f:
+                name = f.read().strip()
+            prefix = os.path.join(self.folder, name)
+            if os.path.exists(prefix + '.index'):
+                return prefix
+        steps = self.steps()
+        return os.path.join(self.folder, f'ckpt-{steps[-1]}') if steps else None
+
+    def steps(self):
+        if not os.path.isdir(self.folder):
+            return []
+        out = []
+        for p in os.listdir(self.folder):
+            if p.startswith('ckpt-') and p.endswith('.index'):
+                try:
+                    out.append(int(p[len('ckpt-'):-len('.index')]))
+                except ValueError:
+                    pass
+        return sorted(out)
+
+    def save(self, model, step, extra=None):
+        prefix = save_checkpoint(model, os.path.join(self.folder, f'ckpt-{step}'), extra)
+        tmp = os.path.join(self.folder, '.latest.tmp')
+        with open(tmp, 'w') as f:
+            f.write(f'ckpt-{step}\n')
+        os.replace(tmp, os.path.join(self.folder, 'latest'))
+        for old in self.steps()[:-self.keep]:
+            for path in tf.io.gfile.glob(os.path.join(self.folder, f'ckpt-{old}.*')):
+                os.remove(path)
+        return prefix

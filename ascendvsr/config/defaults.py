@@ -66,10 +66,33 @@ _C.data.max_eval_frames = -1            # evaluate at most N frames per clip (-1
 
 # ----------------------------------------------------------------------------- solver
 _C.solver = CN()
+_C.solver.total_steps = 600000          # training steps (iterations)
 _C.solver.print_interval = 20           # log one line every N steps
-_C.solver.checkpoint_interval = 5000    # write a checkpoint every N steps
-_C.solver.total_steps = 600000          # training steps
-_C.solver.lr = 4e-4                     # base learning rate (Adam)
+_C.solver.checkpoint_interval = 5000    # write a checkpoint every N steps (and at the end)
+_C.solver.keep_checkpoints = 5          # keep the last K checkpoints
+_C.solver.lr = 4e-4                     # base learning rate
+_C.solver.beta1 = 0.9                   # Adam beta1
+_C.solver.beta2 = 0.99                  # Adam beta2 (EDVR/BasicSR use 0.99)
+_C.solver.epsilon = 1e-8                # Adam epsilon
+_C.solver.lr_schedule = 'cosine_restart'  # cosine_restart (BasicSR CosineAnnealingRestartLR) | constant
+_C.solver.periods = [50000, 100000, 150000, 150000, 150000]  # cosine periods (steps), summing to total
+_C.solver.restart_weights = [1.0, 0.5, 0.5, 0.5, 0.5]         # lr weight at each restart
+_C.solver.eta_min = 1e-7                # minimum learning rate of the cosine schedule
+_C.solver.tsa_iter = 50000              # first N steps train only the fusion (TSA) module; 0 = off
+_C.solver.loss = 'charbonnier'          # charbonnier | l1 | l2
+_C.solver.loss_reduction = 'sum'        # sum (EDVR/BasicSR EDVR setting) | mean
+_C.solver.charbonnier_eps = 1e-12       # Charbonnier epsilon: sqrt(diff^2 + eps)
+_C.solver.distributed = 'none'          # none | horovod | tf (MultiWorkerMirroredStrategy)
+_C.solver.scale_lr_by_world_size = False  # multiply lr by the number of workers
+
+# ----------------------------------------------------------------------------- eval
+_C.eval = CN()
+_C.eval.crop_border = 0             # pixels cropped from each border before PSNR/SSIM
+_C.eval.test_y_channel = False      # PSNR/SSIM on the Y channel (MATLAB BT.601) instead of RGB
+_C.eval.compute_ssim = True         # also report SSIM (slower)
+_C.eval.compare_bicubic = False     # also report MATLAB-bicubic upsampling of the LR input
+_C.eval.save_images = False         # write restored frames to output_dir/eval/<clip>/
+_C.eval.report = 'eval/report.json'  # JSON report path (relative to output_dir)
 
 # ----------------------------------------------------------------------------- inference
 _C.inference = CN()
@@ -80,6 +103,11 @@ _C.inference.save_video = False     # also write output_dir/test/<name>.mp4
 _C.inference.fps = 25               # frame rate of the written mp4
 _C.inference.num_writers = 2        # image-writer threads draining the output queue
 _C.inference.writer_queue_size = 16  # bounded queue of frames waiting to be written
+
+# ----------------------------------------------------------------------------- export
+_C.export = CN()
+_C.export.onnx = True               # freeze mode also writes <model>.onnx (tf2onnx) and checks it
+_C.export.onnx_opset = 17           # ONNX opset for tf2onnx
 
 # ----------------------------------------------------------------------------- convert
 _C.convert = CN()

@@ -166,6 +166,12 @@ class EDVR(keras.Model):
         return self.forward_features(inputs)['output']
 
     # --------------------------------------------------------------- interface
+    def warmup_trainable_variables(self):
+        """Variables trained alone during the TSA warm-up (BasicSR ``tsa_iter``): the fusion
+        module's (TSA, or the 1x1 fusion conv)."""
+        from ascendcv.layers.torch_compat import torch_state_variables
+        return [v for k, (v, _) in torch_state_variables(self).items() if k.startswith('fusion.')]
+
     def get_config(self):
         return dict(self.arch, impl=self.impl, jit_compile=self.jit_compile, name=self.name)
 

@@ -1,0 +1,47 @@
+"""Learning-rate schedules, as functions of the 1-based step."""
+import bisect
+import math
+
+
+class CosineAnnealingRestart:
+    """BasicSR ``CosineAnnealingRestartLR``: cosine from ``weight * base`` to ``eta_min`` over each
+    period, restarting at the period boundaries.
+
+    ``lr(step)`` for step ``s`` (1-based, as BasicSR calls ``scheduler.step()`` before the first
+    update): with ``cum = cumsum(periods)``, ``i`` the first period with ``s <= cum[i]``,
+    ``lr = eta_min + w_i * 0.5 * (base - eta_min) * (1 + cos(pi * (s - cum[i-1]) / periods[i]))``.
+    """
+
+    def __init__(self, base_lr, periods, restart_weights, eta_min=1e-7):
+        if len(periods) != len(restart_weights):
+            raise ValueError(f'solver.periods ({len(periods)}) and solver.restart_weights '
+                             f'({len(restart_weights)}) must have the same length')
+        self.base_lr, self.eta_min = float(base_lr), float(eta_min)
+        self.periods, self.weights = list(periods), list(restart_weights)
+        self.cumulative = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
+
+    def __call__(self, step):
+        i = min(bisect.bisect_left(self.cumulative, step), len(self.periods) - 1)
+        start = self.cumulative[i - 1] if i > 0 else 0
+        frac = (step - start) / self.periods[i]
+        return self.eta_min + self.weights[i] * 0.5 * (self.base_lr - self.eta_min) * (
+            1 + math.cos(math.pi * frac))
+
+
+class Constant:
+    def __init__(self, base_lr):
+        self.base_lr = float(base_lr)
+
+    def __call__(self, step):
+        return self.base_lr
+
+
+def build_lr_schedule(solver_cfg, scale=1.0):
+    base = solver_cfg.lr * scale
+    if solver_cfg.lr_schedule == 'cosine_restart':
+        return CosineAnnealingRestart(base, solver_cfg.periods, solver_cfg.restart_weights,
+                                      solver_cfg.eta_min * scale)
+    if solver_cfg.lr_schedule == 'constant':
+        return Constant(base)
+    raise ValueError(f"solver.lr_schedule must be 'cosine_restart' or 'constant', "
+                     f"got {solver_cfg.lr_schedule!r}")
