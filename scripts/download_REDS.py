@@ -62,9 +62,22 @@ def marker_path(root, part):
 
 def _offline_message(url, reason, zip_path):
     return (f'Cannot download {url}: {reason}.\n'
-            f'Check the network connection (or set http_proxy), or download {os.path.basename(zip_path)} '
+            f'Check the network connection (or set http_proxy), or download '
+            f'{os.path.basename(zip_path)} '
             f'by hand from {MANUAL_PAGE} (Google Drive or SNU server), save it as {zip_path} '
             f'and run this script again: existing zips are extracted without downloading.')
+
+
+def _reason(exc, url, timeout):
+    """Readable cause of a network failure."""
+    host = urllib.parse.urlsplit(url).hostname
+    if isinstance(exc, socket.gaierror):
+        return f'cannot resolve the host name {host!r} ({exc.strerror or exc}; no network?)'
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f'no answer from {host!r} within {timeout:g} s ({exc})'
+    if isinstance(exc, ConnectionRefusedError):
+        return f'connection to {host!r} refused'
+    return str(exc)
 
 
 def _resolve(host, port, timeout):
@@ -131,23 +144,28 @@ def download_file(url, dest, timeout=10.0, quiet=False):
             return download_file(url, dest, timeout=timeout, quiet=quiet)
         raise DownloadError(_offline_message(url, f'HTTP {exc.code} {exc.reason}', dest)) from exc
     except urllib.error.URLError as exc:
-        raise DownloadError(_offline_message(url, exc.reason, dest)) from exc
+        raise DownloadError(_offline_message(url, _reason(exc.reason, url, timeout), dest)) from exc
     except (OSError, ValueError) as exc:  # socket.timeout, connection reset, bad URL ...
-        raise DownloadError(_offline_message(url, exc, dest)) from exc
+        raise DownloadError(_offline_message(url, _reason(exc, url, timeout), dest)) from exc
 
     with response:
         status = getattr(response, 'status', 200)
         length = response.headers.get('Content-Length')
         length = int(length) if length and length.isdigit() else None
         if status == 206 and have:
+            content_range = response.headers.get('Content-Range', '')
+            if not content_range.startswith(f'bytes {have}-'):
+                raise DownloadError(f'{url}: the server resumed at the wrong offset '
+                                    f'(Content-Range {content_range!r}, expected byte {have}); '
+                                    f'delete {tmp} and run the script again')
             mode, start = 'ab', have
             total = have + length if length is not None else None
         else:
             mode, start = 'wb', 0
             total = length
         if not quiet:
-            print(f'Downloading {url} -> {dest}' + (f' (resuming at {have} bytes)' if start else ''),
-                  flush=True)
+            resuming = f' (resuming at {have} bytes)' if start else ''
+            print(f'Downloading {url} -> {dest}{resuming}', flush=True)
         bar = None if quiet else _progress(total, start, os.path.basename(dest))
         done = start
         try:

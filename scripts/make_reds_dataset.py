@@ -56,8 +56,8 @@ def _clips(folder):
 
 
 def _frames(folder):
-    return sorted(name for name in os.listdir(folder)
-                  if not name.startswith('.') and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(name for name in os.listdir(folder) if not name.startswith('.')
+                  and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
 
 
 def _image_size(path):
@@ -93,13 +93,10 @@ def check_raw(gt_root, lr_root, scale=4):
         if gt_files != lr_files:
             missing_lr = sorted(set(gt_files) - set(lr_files))
             missing_gt = sorted(set(lr_files) - set(gt_files))
-            detail = []
-            if missing_lr:
-                detail.append(f'{os.path.join(lr_dir, missing_lr[0])} is missing'
-                              + (f' (and {len(missing_lr) - 1} more)' if len(missing_lr) > 1 else ''))
-            if missing_gt:
-                detail.append(f'{os.path.join(gt_dir, missing_gt[0])} is missing'
-                              + (f' (and {len(missing_gt) - 1} more)' if len(missing_gt) > 1 else ''))
+            detail = [f'{os.path.join(folder, missing[0])} is missing'
+                      + (f' (and {len(missing) - 1} more)' if len(missing) > 1 else '')
+                      for folder, missing in ((lr_dir, missing_lr), (gt_dir, missing_gt))
+                      if missing]
             raise DatasetError(f'Clip {clip}: GT and LR frame lists differ '
                                f'({len(gt_files)} GT vs {len(lr_files)} LR frames): '
                                + '; '.join(detail))

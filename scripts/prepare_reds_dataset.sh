@@ -2,9 +2,9 @@
 # Download REDS, merge its validation clips into the training folders, and build the toolkit's
 # REDS layout (images/<clip>/{truth,blur4} + sets/{train,val}.json).
 #
-#   bash scripts/prepare_reds_dataset.sh [ROOT]        # ROOT defaults to data
+#   bash scripts/prepare_reds_dataset.sh [ROOT]        # ROOT defaults to <repo>/data
 #
-# writes ROOT/REDS_raw (zips + extracted parts, ~35 GB) and ROOT/reds (symlinks into
+# writes ROOT/REDS_raw (zips + extracted parts: several tens of GB) and ROOT/reds (symlinks into
 # ROOT/REDS_raw; set REDS_COPY=1 to copy the frames instead). Every step can be re-run: finished
 # downloads, regrouped clips and placed clip folders are skipped. Environment:
 #   PYTHON      interpreter (default python3)
@@ -12,9 +12,13 @@
 #   REDS_COPY   1 = copy frames into ROOT/reds instead of symlinking
 # Offline: put the zips from https://seungjunnah.github.io/Datasets/reds.html into ROOT/REDS_raw.
 set -euo pipefail
+ROOT="${1:-}"
+if [ -n "${ROOT}" ]; then
+  case "${ROOT}" in /*) ;; *) ROOT="${PWD}/${ROOT}" ;; esac  # relative to the caller's folder
+fi
 cd "$(dirname "$0")/.."
+ROOT="${ROOT:-data}"                                            # default: <repo>/data
 PYTHON="${PYTHON:-python3}"
-ROOT="${1:-data}"
 RAW="${ROOT}/REDS_raw"
 OUT="${ROOT}/reds"
 PARTS="${REDS_PARTS:-train_sharp train_sharp_bicubic val_sharp val_sharp_bicubic}"

@@ -74,8 +74,9 @@ def regroup_folder(val_dir, train_dir, copy=False, log=print):
     done = skipped = 0
     for name in list_clips(val_dir):
         if not name.isdigit():
-            raise RegroupError(f'Unexpected validation clip folder {os.path.join(val_dir, name)!r}: '
-                               f'REDS clip names are numbers such as 000')
+            raise RegroupError(f'Unexpected validation clip folder '
+                               f'{os.path.join(val_dir, name)!r}: REDS clip names are '
+                               f'numbers such as 000')
         src = os.path.join(val_dir, name)
         dst = os.path.join(train_dir, f'{int(name) + VAL_OFFSET:03d}')
         if os.path.exists(dst):

@@ -113,7 +113,7 @@ def build_train_pipeline(cfg, dataset, num_frame, seed, start_step=0, rank=0, wo
             lr, gt = load_training_sample(dataset, index, seed, num_frame, crop, interval_list,
                                           random_reverse, use_flip, use_rot)
         except DatasetError as exc:  # name the sample too, so it can be reproduced
-            raise DatasetError(f'{exc} [training sample {index}, seed {seed}]') from exc
+            raise DatasetError(f'{exc} [training sample {index}, seed {seed}]') from None
         return lr.astype(np.float32, copy=False), gt.astype(np.float32, copy=False)
 
     def to_tensors(index):

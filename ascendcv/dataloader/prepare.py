@@ -3,7 +3,7 @@
 The result is what ``data.dataset_type: reds`` reads::
 
     <out>/images/<clip>/truth/%08d.png   ground truth, center-cropped to a multiple of crop_multiple
-    <out>/images/<clip>/blur4/%08d.png   LR input: MATLAB bicubic x1/scale of the GT (BI degradation)
+    <out>/images/<clip>/blur4/%08d.png   LR input: MATLAB bicubic x1/scale of the GT
     <out>/sets/train.json                training clip names, e.g. ["000", "001"]
     <out>/sets/val.json                  validation clip names
     <out>/meta.json                      sources, frame counts, sizes, scale (see prepare_dataset)
@@ -85,7 +85,8 @@ def _is_nonempty_dir(path):
 
 
 def _write_json(path, obj):
-    tmp = os.path.join(os.path.dirname(path), f'.tmp-{uuid.uuid4().hex[:8]}-{os.path.basename(path)}')
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f'.tmp-{uuid.uuid4().hex[:8]}-{name}')
     with open(tmp, 'w') as f:
         json.dump(obj, f, indent=1)
         f.write('\n')

@@ -4,7 +4,7 @@ Layout (``data.dataset_type = 'reds'``)::
 
     <data_dir>/images/<clip>/<gt_subdir>/00000000.png ...   ground truth, H x W
     <data_dir>/images/<clip>/<lr_subdir>/00000000.png ...   low resolution, H/scale x W/scale
-    <data_dir>/<set_file>                                   JSON list of clip names, e.g. ["000", "011"]
+    <data_dir>/<set_file>                                   JSON list of clip names: ["000", ...]
 
 Everything that can be checked without decoding pixels is checked when the dataset is built
 (missing folders, GT/LR frame lists that differ, frame sizes read from the image headers), so a
@@ -104,6 +104,7 @@ def read_image(path):
             return np.asarray(img, dtype=np.uint8)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = reason.replace(f" '{path}'", '')  # PIL repeats the path
         raise DatasetError(f'Cannot read image {path!r} (unreadable or corrupt): '
                            f'{reason}') from exc
 
@@ -289,7 +290,8 @@ class FrameClipDataset:
                 lo, hi = self.center_range(clip, half * interval)
                 if lo > hi:
                     raise DatasetError(
-                        f'Clip {clip!r} ({info.num_frames} frames, {os.path.dirname(info.lr_paths[0])!r}) '
+                        f'Clip {clip!r} ({info.num_frames} frames, '
+                        f'{os.path.dirname(info.lr_paths[0])!r}) '
                         f'is too short for num_frame={num_frame} with interval {interval} '
                         f'(data.interval_list={list(interval_list)})')
 
@@ -423,8 +425,8 @@ class RedsDataset(FrameClipDataset):
             if not os.path.isdir(clip_dir):
                 raise DatasetError(f'Clip {name!r} listed in {self.set_file!r} not found: '
                                    f'{clip_dir!r}')
-            lr_paths, gt_paths = self._paired_frames(
-                name, os.path.join(clip_dir, self.lr_subdir), os.path.join(clip_dir, self.gt_subdir))
+            lr_paths, gt_paths = self._paired_frames(name, os.path.join(clip_dir, self.lr_subdir),
+                                                     os.path.join(clip_dir, self.gt_subdir))
             yield name, lr_paths, gt_paths
 
 

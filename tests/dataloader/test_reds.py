@@ -103,7 +103,8 @@ def test_listed_clip_missing_names_folder(root):
 
 
 def test_missing_lr_subdir_names_folder(root):
-    with pytest.raises(DatasetError, match=re.escape(os.path.join(root, 'images', '000', 'bicubic'))):
+    missing = os.path.join(root, 'images', '000', 'bicubic')
+    with pytest.raises(DatasetError, match=re.escape(missing)):
         _reds(root, lr_subdir='bicubic')
 
 
