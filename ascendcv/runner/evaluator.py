@@ -27,21 +27,21 @@ def _atomic_json(path, obj):
     os.replace(tmp, path)
 
 
-def restore_frames(predict, lr, num_frame, padding, batch_size=1, desc=None):
-    """Run ``predict([B, T, h, w, C] float) -> [B, H, W, C]`` over every frame of ``lr`` (uint8
-    ``[N, h, w, C]``), returning uint8 ``[N, H, W, C]`` and the seconds spent in ``predict``."""
+def restore_frames(predict, lr, num_frame, padding, batch_size=1, desc=None, centers=None):
+    """Run ``predict([B, T, h, w, C] float) -> [B, H, W, C]`` for the frames ``centers`` (default:
+    all) of ``lr`` (uint8 ``[N, h, w, C]``); returns uint8 ``[len(centers), H, W, C]`` and the
+    seconds spent in ``predict``."""
     clip = lr.astype(np.float32) / 255.0
     n = len(lr)
-    out, spent = [None] * n, 0.0
-    windows = [generate_frame_indices(i, n, num_frame, padding) for i in range(n)]
-    for start in tqdm(range(0, n, batch_size), desc=desc, unit='batch', leave=False):
-        idx = list(range(start, min(start + batch_size, n)))
-        batch = np.stack([clip[windows[i]] for i in idx])
+    centers = list(range(n)) if centers is None else list(centers)
+    out, spent = [], 0.0
+    windows = [generate_frame_indices(i, n, num_frame, padding) for i in centers]
+    for start in tqdm(range(0, len(centers), batch_size), desc=desc, unit='batch', leave=False):
+        batch = np.stack([clip[w] for w in windows[start:start + batch_size]])
         t0 = time.perf_counter()
         pred = np.asarray(predict(batch))
         spent += time.perf_counter() - t0
-        for j, i in enumerate(idx):
-            out[i] = to_uint8(pred[j])
+        out.extend(to_uint8(p) for p in pred)
     return np.stack(out), spent
 
 
@@ -64,7 +64,11 @@ def evaluate(cfg, predict, dataset, num_frame, logger, tag='model'):
     for clip in dataset.clips:
         logger.info(f'Evaluate {clip}')
         lr, gt = dataset.load_clip(clip, max_frames=max_frames)
-        restored, spent = restore_frames(predict, lr, num_frame, cfg.data.padding, bs, desc=clip)
+        # REDS scores every frame; Vimeo90K only the centre frame of each septuplet (BasicSR)
+        centers = [c for c in dataset.eval_centers(clip) if c < len(lr)]
+        restored, spent = restore_frames(predict, lr, num_frame, cfg.data.padding, bs, desc=clip,
+                                         centers=centers)
+        gt, lr_eval = gt[centers], lr[centers]
         if restored.shape != gt.shape:
             raise ValueError(f'clip {clip}: restored frames {restored.shape} vs ground truth '
                              f'{gt.shape}; check model.scale and the LR/GT folders')
@@ -76,8 +80,8 @@ def evaluate(cfg, predict, dataset, num_frame, logger, tag='model'):
             entry['ssim'] = float(np.mean(ssim))
             line += f', SSIM = {entry["ssim"]:.4f}'
         if e.compare_bicubic:
-            scale = gt.shape[1] // lr.shape[1]
-            bic = np.stack([imresize(f, scale) for f in lr])
+            scale = gt.shape[1] // lr_eval.shape[1]
+            bic = np.stack([imresize(f, scale) for f in lr_eval])
             bpsnr, bssim = frame_metrics(bic, gt, e.crop_border, e.test_y_channel, e.compute_ssim)
             entry['bicubic_psnr'] = float(np.mean(bpsnr))
             line += f' (bicubic {entry["bicubic_psnr"]:.4f} dB'

@@ -1,0 +1,111 @@
+"""Training: log lines, checkpoints, resume after kill -9, TSA warm-up, non-finite loss."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from runner_helpers import ROOT, TINY, main_cmd, run_main
+
+
+def train_args(data, out, steps, *extra):
+    return ['--config-file', 'configs/edvr.yaml', '--mode', 'train', f'data.data_dir={data}',
+            f'output_dir={out}', f'solver.total_steps={steps}', 'solver.print_interval=2',
+            'solver.checkpoint_interval=2', 'solver.keep_checkpoints=2', *TINY, *extra]
+
+
+def weights(prefix):
+    return {n: tf.train.load_variable(prefix, n) for n, _ in tf.train.list_variables(prefix)
+            if n.startswith('weights/')}
+
+
+def test_train_logs_checkpoints_and_tensorboard(sample_dataset, tmp_path):
+    out = tmp_path / 'run'
+    proc = run_main(*train_args(sample_dataset, out, 6))
+    lines = re.findall(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Step:(\d+), lr:(\d+\.\d{8}), '
+                       r'loss:(\d+\.\d{8}), time:(\d+\.\d\d)ms, fps:(\d+\.\d\d)$', proc.stdout, re.M)
+    assert [int(l[0]) for l in lines] == [2, 4, 6], proc.stdout
+    assert all(float(l[4]) > 0 for l in lines)
+    assert 'Only train the fusion (TSA) module' in proc.stdout and 'Train all the parameters' in proc.stdout
+    ckpts = sorted(p for p in os.listdir(out / 'checkpoints') if p.endswith('.index'))
+    assert ckpts == ['ckpt-4.index', 'ckpt-6.index']  # keep_checkpoints=2
+    assert (out / 'checkpoints' / 'latest').read_text().strip() == 'ckpt-6'
+    assert not [p for p in os.listdir(out / 'checkpoints') if p.startswith('.tmp')]
+    assert os.path.getsize(out / 'log.txt') > 0 and 'Step:6' in (out / 'log.txt').read_text()
+    assert [p for p in os.listdir(out / 'tensorboard') if p.startswith('events.out.tfevents')]
+
+
+def test_tsa_warmup_trains_only_fusion(sample_dataset, tmp_path):
+    """Before solver.tsa_iter only fusion.* weights move (BasicSR's TSA-only warm-up)."""
+    out = tmp_path / 'warm'
+    run_main(*train_args(sample_dataset, out, 2, 'solver.tsa_iter=10', 'solver.checkpoint_interval=1',
+                         'solver.keep_checkpoints=5'))
+    w1, w2 = weights(str(out / 'checkpoints' / 'ckpt-1')), weights(str(out / 'checkpoints' / 'ckpt-2'))
+    changed = {k for k in w1 if not np.array_equal(w1[k], w2[k])}
+    assert changed and all(k.startswith('weights/fusion.') for k in changed), sorted(changed)[:5]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(sample_dataset, tmp_path):
+    steps = 8
+    ref = tmp_path / 'ref'
+    run_main(*train_args(sample_dataset, ref, steps))
+
+    out = tmp_path / 'killed'
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    proc = subprocess.Popen(main_cmd(*train_args(sample_dataset, out, steps)), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = out / 'checkpoints' / 'latest'
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if latest.exists() and latest.read_text().strip() in ('ckpt-2', 'ckpt-4'):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, 'training finished before it could be killed'
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    killed_at = latest.read_text().strip()
+    assert killed_at in ('ckpt-2', 'ckpt-4', 'ckpt-6')
+
+    again = run_main(*train_args(sample_dataset, out, steps))
+    assert f'Resumed from' in again.stdout and f'{killed_at} at step' in again.stdout
+    a = weights(str(ref / 'checkpoints' / f'ckpt-{steps}'))
+    b = weights(str(out / 'checkpoints' / f'ckpt-{steps}'))
+    assert a.keys() == b.keys() and len(a) > 20
+    worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    assert worst <= 1e-6, worst
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(sample_dataset, tmp_path):
+    out = tmp_path / 'nan'
+    run_main(*train_args(sample_dataset, out, 2))
+    good = weights(str(out / 'checkpoints' / 'ckpt-2'))
+    # an absurd learning rate makes the weights (and then the loss) blow up
+    proc = run_main(*train_args(sample_dataset, out, 40, 'solver.lr=1e30', 'solver.tsa_iter=0'),
+                    check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert re.search(r'Non-finite loss \(\w+\) or gradient at step \d+: training stopped', proc.stdout)
+    latest = (out / 'checkpoints' / 'latest').read_text().strip()
+    for name in os.listdir(out / 'checkpoints'):
+        if name.endswith('.index'):
+            w = weights(str(out / 'checkpoints' / name[:-len('.index')]))
+            assert all(np.isfinite(v).all() for v in w.values()), name
+    assert latest.startswith('ckpt-')
+    del good
+
+
+def test_unwritable_output_dir_is_a_clear_error(sample_dataset, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    proc = run_main(*train_args(sample_dataset, blocker / 'out', 2), check=False)
+    assert proc.returncode == 1 and 'output_dir' in proc.stderr and str(blocker) in proc.stderr
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    proc = run_main(*train_args(tmp_path / 'nowhere', tmp_path / 'o', 2), check=False)
+    assert proc.returncode == 1 and 'nowhere' in proc.stderr

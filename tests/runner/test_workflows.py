@@ -1,0 +1,121 @@
+"""Evaluation, inference and freezing from the user's entry point, on a tiny trained EDVR."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from runner_helpers import TINY, run_main
+
+
+@pytest.fixture(scope='module')
+def trained(sample_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp('wf') / 'run'
+    run_main('--config-file', 'configs/edvr.yaml', '--mode', 'train', f'data.data_dir={sample_dataset}',
+             f'output_dir={out}', 'solver.total_steps=2', 'solver.checkpoint_interval=2', *TINY)
+    return str(out)
+
+
+def common(sample_dataset, out):
+    return ['--config-file', 'configs/edvr.yaml', f'data.data_dir={sample_dataset}',
+            f'output_dir={out}', *TINY]
+
+
+def test_evaluation_report_matches_metrics(sample_dataset, trained, tmp_path):
+    out = tmp_path / 'eval'
+    proc = run_main('--mode', 'eval', *common(sample_dataset, out), f'model.checkpoint={trained}/checkpoints',
+                    'eval.compare_bicubic=True', 'eval.save_images=True')
+    val = json.load(open(os.path.join(sample_dataset, 'sets', 'val.json')))
+    for clip in val:
+        assert f'Evaluate {clip}' in proc.stdout
+    videos = re.findall(r'Video (\d+) PSNR = ([\d.]+) dB, SSIM = ([\d.]+) \(bicubic ([\d.]+) dB', proc.stdout)
+    assert [v[0] for v in videos] == val
+    assert 'Average PSNR' in proc.stdout
+    report = json.load(open(out / 'eval' / 'report.json'))
+    clip = videos[0][0]
+    entry = report['videos'][clip]
+    assert abs(entry['psnr'] - float(videos[0][1])) < 1e-4
+    # recompute the PSNR of the saved frames independently (numpy, RGB, no crop)
+    from ascendcv.utils.video_io import read_frame_folder
+    restored = read_frame_folder(str(out / 'eval' / clip))
+    gt = read_frame_folder(os.path.join(sample_dataset, 'images', clip, 'truth'))
+    mse = ((restored.astype(np.float64) - gt.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
+    assert abs(np.mean(10 * np.log10(255.0 ** 2 / mse)) - entry['psnr']) < 1e-6
+    assert len(entry['psnr_per_frame']) == len(gt)
+
+
+def test_eval_with_checkpoint_of_another_configuration(sample_dataset, trained, tmp_path):
+    proc = run_main('--mode', 'eval', *common(sample_dataset, tmp_path), 'edvr.num_feat=16',
+                    f'model.checkpoint={trained}/checkpoints', check=False)
+    assert proc.returncode == 1 and 'is not a checkpoint of this EDVR model' in proc.stderr
+
+
+def test_inference_on_video_file_and_folder(sample_dataset, trained, tmp_path):
+    from ascendcv.utils.video_io import read_frame_folder, write_video
+    lr = read_frame_folder(os.path.join(sample_dataset, 'images', '001', 'blur4'))
+    video = tmp_path / 'clip.mp4'
+    write_video(str(video), lr, fps=10)
+    out = tmp_path / 'inf'
+    proc = run_main('--mode', 'inference', *common(sample_dataset, out), f'model.checkpoint={trained}/checkpoints',
+                    f'inference.source={video}', 'inference.save_video=True')
+    frames = sorted(os.listdir(out / 'test' / 'clip'))
+    assert frames == [f'{i:08d}.png' for i in range(len(lr))]
+    restored = read_frame_folder(str(out / 'test' / 'clip'))
+    assert restored.shape == (len(lr), lr.shape[1] * 4, lr.shape[2] * 4, 3)
+    assert os.path.exists(out / 'test' / 'clip.mp4')
+    # a frame folder works the same way
+    out2 = tmp_path / 'inf2'
+    run_main('--mode', 'inference', *common(sample_dataset, out2), f'model.checkpoint={trained}/checkpoints',
+             f'inference.source={sample_dataset}/images/001/blur4', 'inference.max_frames=3')
+    assert len(os.listdir(out2 / 'test' / 'blur4')) == 3
+
+
+def test_inference_errors(sample_dataset, trained, tmp_path):
+    bad = tmp_path / 'bad.mp4'
+    bad.write_bytes(b'not a video at all')
+    proc = run_main('--mode', 'inference', *common(sample_dataset, tmp_path), f'model.checkpoint={trained}/checkpoints',
+                    f'inference.source={bad}', check=False)
+    assert proc.returncode == 1 and 'bad.mp4' in proc.stderr
+    proc = run_main('--mode', 'inference', *common(sample_dataset, tmp_path), 'model.checkpoint=',
+                    f'inference.source={bad}', check=False)
+    assert proc.returncode == 1 and 'model.checkpoint is empty' in proc.stderr
+
+
+@pytest.mark.parametrize('options', [
+    ['data.eval_batch_size=-1'],
+    ['model.input_format_dimension=4'],
+    ['model.convert_output_to_uint8=True', 'data.eval_batch_size=-1'],
+])
+def test_freeze_matches_eager_and_onnx(sample_dataset, trained, tmp_path, options):
+    out = tmp_path / 'frz'
+    proc = run_main('--mode', 'freeze', *common(sample_dataset, out), f'model.checkpoint={trained}/checkpoints',
+                    *options)
+    pb_diff = float(re.search(r'Frozen graph vs eager model: max abs diff (\S+)', proc.stdout).group(1))
+    onnx_diff = float(re.search(r'onnxruntime vs TF: max abs diff (\S+)', proc.stdout).group(1))
+    assert pb_diff <= 1e-5 and onnx_diff <= 1e-4 * (255 if 'uint8' in ' '.join(options) else 1)
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString(open(out / 'EDVR.pb', 'rb').read())
+    ops = {n.op for n in graph.node}
+    assert not ops & {'VarHandleOp', 'ReadVariableOp', 'VariableV2'}
+    assert not any('_XlaMustCompile' in n.attr for n in graph.node)
+    meta = json.load(open(out / 'EDVR.json'))
+    if 'data.eval_batch_size=-1' in options:
+        assert meta['input_shape'][0] is None
+    if 'model.input_format_dimension=4' in options:
+        assert meta['input_shape'] == [5, 16, 20, 3]
+    assert meta['output_dtype'] == ('uint8' if 'model.convert_output_to_uint8=True' in options else 'float32')
+    assert os.path.getsize(out / 'EDVR.onnx') > 1000
+
+
+def test_eval_from_frozen_graph_matches_checkpoint(sample_dataset, trained, tmp_path):
+    run_main('--mode', 'freeze', *common(sample_dataset, tmp_path / 'f'), f'model.checkpoint={trained}/checkpoints',
+             'data.eval_batch_size=-1', 'data.eval_in_size=[36,44]', 'export.onnx=False')
+    a = run_main('--mode', 'eval', *common(sample_dataset, tmp_path / 'a'), f'model.checkpoint={trained}/checkpoints',
+                 'eval.compute_ssim=False')
+    b = run_main('--mode', 'eval', *common(sample_dataset, tmp_path / 'b'), f'model.checkpoint={tmp_path}/f/EDVR.pb',
+                 'eval.compute_ssim=False')
+    pa = json.load(open(tmp_path / 'a' / 'eval' / 'report.json'))['average_psnr']
+    pb = json.load(open(tmp_path / 'b' / 'eval' / 'report.json'))['average_psnr']
+    assert abs(pa - pb) < 1e-3, (a.stdout, b.stdout)
