@@ -10,8 +10,11 @@ The serving signature honours the config keys of the original tooling:
 
 Input tensor ``input:0``, output ``output:0``; a sidecar ``<Model>.json`` records them with the
 shapes and the number of frames, so :class:`FrozenGraphModel` can run the ``.pb`` alone.
-Exported graphs use the plain-graph deformable convolution (no XLA clusters), which both the TF
-runtime and tf2onnx understand.
+With ``export.pb_xla_dcn`` (default) the ``.pb`` keeps the deformable convolutions as XLA-compiled
+functions (in the GraphDef's function library; the TF runtime compiles them on first use), which
+makes the frozen graph as fast as the live ``tf.function`` model (2.95 s vs 3.47 s per EDVR-M
+frame at 180x320 here). ONNX is always exported from a plain graph of core ops, which tf2onnx
+converts and any runtime executes.
 """
 import json
 import os
@@ -169,7 +172,11 @@ def export_and_check(cfg, logger):
     model = build_model(cfg, jit_compile=False)
     prefix = restore_checkpoint(model, cfg.model.checkpoint)
     pb = os.path.join(cfg.output_dir, f'{cfg.model.name}.pb')
-    path, meta = freeze(model, cfg, pb)
+    pb_model = model
+    if cfg.export.pb_xla_dcn:
+        pb_model = build_model(cfg, jit_compile=True)
+        restore_checkpoint(pb_model, prefix)
+    path, meta = freeze(pb_model, cfg, pb)
     logger.info(f'Froze {prefix} -> {path} (input {meta["input"]} {meta["input_shape"]}, '
                 f'output {meta["output"]} {meta["output_dtype"]}, {meta["nodes"]} nodes)')
     # check on a small random input of the frozen layout (dynamic sizes get the configured size)
@@ -191,7 +198,17 @@ def export_and_check(cfg, logger):
     result = dict(pb=path, pb_max_abs_diff=err)
     if cfg.export.onnx:
         onnx_path = os.path.splitext(path)[0] + '.onnx'
-        export_onnx(path, onnx_path, cfg.export.onnx_opset)
+        source = path
+        if pb_model is not model:  # tf2onnx needs the plain graph of core ops
+            source = os.path.join(cfg.output_dir, f'.plain-{cfg.model.name}.pb')
+            freeze(model, cfg, source)
+        try:
+            export_onnx(source, onnx_path, cfg.export.onnx_opset)
+        finally:
+            if source != path:
+                for p in (source, os.path.splitext(source)[0] + '.json'):
+                    if os.path.exists(p):
+                        os.remove(p)
         diff = check_onnx(onnx_path, frozen, x)
         logger.info(f'ONNX written to {onnx_path}; onnxruntime vs TF: max abs diff {diff:.3g}')
         result.update(onnx=onnx_path, onnx_max_abs_diff=diff)

@@ -108,6 +108,8 @@ _C.inference.writer_queue_size = 16  # bounded queue of frames waiting to be wri
 _C.export = CN()
 _C.export.onnx = True               # freeze mode also writes <model>.onnx (tf2onnx) and checks it
 _C.export.onnx_opset = 17           # ONNX opset for tf2onnx
+_C.export.pb_xla_dcn = True         # keep the XLA-compiled deformable convs in the .pb (faster in TF;
+                                    # the ONNX export always uses a plain graph)
 
 # ----------------------------------------------------------------------------- convert
 _C.convert = CN()
