@@ -48,18 +48,14 @@ def load_model_for_inference(cfg, logger):
 
 
 def run(cfg, logger):
+    from ascendvsr.tasks import get_task
     if cfg.mode == 'train':
         from ascendcv.runner.trainer import train_from_config
-        train_from_config(cfg, logger)
+        train_from_config(cfg, logger, get_task(cfg.model.name))
     elif cfg.mode == 'eval':
-        from ascendcv.dataloader.pipeline import build_dataset
-        from ascendcv.runner.evaluator import evaluate
-        model = load_model_for_inference(cfg, logger)
-        dataset = build_dataset(cfg, 'val')
-        evaluate(cfg, lambda x: model(x, training=False), dataset, model.num_frame, logger)
+        get_task(cfg.model.name).evaluate(cfg, load_model_for_inference(cfg, logger), logger)
     elif cfg.mode == 'inference':
-        from ascendcv.runner.inferencer import run_inference
-        run_inference(cfg, load_model_for_inference(cfg, logger), logger=logger.info)
+        get_task(cfg.model.name).infer(cfg, load_model_for_inference(cfg, logger), logger)
     elif cfg.mode == 'freeze':
         from ascendcv.runner.freezer import export_and_check
         export_and_check(cfg, logger)

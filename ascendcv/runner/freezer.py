@@ -25,7 +25,24 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 
 def serving_function(model, cfg):
-    """A ``tf.function`` with the frozen signature described in the module docstring."""
+    """A ``tf.function`` with the frozen signature described in the module docstring.
+
+    Models that are not clip-to-frame video models declare their own input with
+    ``model.serving_input_spec(cfg) -> tf.TensorSpec`` (e.g. a frame index for NeRV, a
+    measurement for SCI); ``model.convert_output_to_uint8`` still applies.
+    """
+    to_uint8 = cfg.model.convert_output_to_uint8
+    if hasattr(model, 'serving_input_spec'):
+        spec = model.serving_input_spec(cfg)
+
+        @tf.function(input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name='input')])
+        def serve_custom(x):
+            y = model(x, training=False)
+            if to_uint8:
+                y = tf.cast(tf.round(tf.clip_by_value(y, 0.0, 1.0) * 255.0), tf.uint8)
+            return tf.identity(y, name='output')
+
+        return serve_custom, spec.shape.as_list()
     t, c = model.num_frame, model.num_in_ch
     b = None if cfg.data.eval_batch_size < 0 else int(cfg.data.eval_batch_size)
     h, w = [None if s <= 0 else int(s) for s in cfg.data.eval_in_size]
@@ -36,7 +53,6 @@ def serving_function(model, cfg):
         shape = [None if b is None else b * t, h, w, c]
     else:
         raise ValueError(f'model.input_format_dimension must be 4 or 5, got {dim}')
-    to_uint8 = cfg.model.convert_output_to_uint8
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name='input')])
     def serve(x):
@@ -64,9 +80,12 @@ def freeze(model, cfg, path):
     input_name = frozen.inputs[0].name
     output_name = frozen.outputs[0].name
     meta = dict(model=cfg.model.name, input=input_name, output=output_name, input_shape=shape,
-                input_format_dimension=cfg.model.input_format_dimension,
+                input_dtype=frozen.inputs[0].dtype.name,
+                input_format_dimension=(cfg.model.input_format_dimension
+                                        if not hasattr(model, 'serving_input_spec') else len(shape)),
                 output_dtype='uint8' if cfg.model.convert_output_to_uint8 else 'float32',
-                num_frame=model.num_frame, num_in_ch=model.num_in_ch, scale=cfg.model.scale,
+                num_frame=getattr(model, 'num_frame', None),
+                num_in_ch=getattr(model, 'num_in_ch', None), scale=cfg.model.scale,
                 nodes=len(graph_def.node))
     _atomic_write(path, graph_def.SerializeToString())
     _atomic_write(os.path.splitext(path)[0] + '.json', json.dumps(meta, indent=1).encode())
@@ -121,8 +140,8 @@ class FrozenGraphModel:
         self.name = self.meta['model']
 
     def __call__(self, x, training=False):
-        x = tf.convert_to_tensor(x, tf.float32)
-        if self.meta['input_format_dimension'] == 4 and x.shape.rank == 5:
+        x = tf.convert_to_tensor(x, self.meta.get('input_dtype', 'float32'))
+        if self.num_frame and self.meta['input_format_dimension'] == 4 and x.shape.rank == 5:
             x = tf.reshape(x, [-1, *x.shape[2:]])
         return self._fn(x)
 
@@ -179,6 +198,13 @@ def export_and_check(cfg, logger):
     path, meta = freeze(pb_model, cfg, pb)
     logger.info(f'Froze {prefix} -> {path} (input {meta["input"]} {meta["input_shape"]}, '
                 f'output {meta["output"]} {meta["output_dtype"]}, {meta["nodes"]} nodes)')
+    frozen = FrozenGraphModel(path)
+    if hasattr(model, 'example_input'):
+        x = model.example_input(cfg)
+        y_eager = model(tf.constant(x), training=False).numpy()
+        if meta['output_dtype'] == 'uint8':
+            y_eager = np.round(np.clip(y_eager, 0, 1) * 255)
+        return _finish_export(cfg, logger, model, pb_model, path, frozen, x, y_eager)
     # check on a small random input of the frozen layout (dynamic sizes get the configured size)
     rng = np.random.default_rng(0)
     shape = [2 if s is None else s for s in meta['input_shape']]
@@ -188,11 +214,15 @@ def export_and_check(cfg, logger):
         if meta['input_shape'][i] is None:
             shape[i] = size
     x = rng.random(shape, dtype=np.float32)
-    frozen = FrozenGraphModel(path)
     x5 = x.reshape(-1, model.num_frame, *x.shape[1:]) if x.ndim == 4 else x
     y_eager = model(tf.constant(x5), training=False).numpy()
     if meta['output_dtype'] == 'uint8':
         y_eager = np.round(np.clip(y_eager, 0, 1) * 255)
+    return _finish_export(cfg, logger, model, pb_model, path, frozen, x, y_eager)
+
+
+def _finish_export(cfg, logger, model, pb_model, path, frozen, x, y_eager):
+    """Compare the frozen graph with the eager model, then export and check ONNX."""
     err = float(np.abs(frozen(x).numpy().astype(np.float64) - y_eager).max())
     logger.info(f'Frozen graph vs eager model: max abs diff {err:.3g} on input {list(x.shape)}')
     result = dict(pb=path, pb_max_abs_diff=err)

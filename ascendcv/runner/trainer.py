@@ -177,9 +177,8 @@ class Trainer:
         return step
 
 
-def train_from_config(cfg, logger):
-    """Build model, data and backend from ``cfg`` and train (the ``--mode train`` entry)."""
-    from ascendcv.dataloader.pipeline import build_dataset, build_train_pipeline
+def train_from_config(cfg, logger, task):
+    """Build model, data (through ``task``) and backend from ``cfg`` and train."""
     from ascendcv.runner.distributed import build_backend
     from ascendvsr.models import build_model
 
@@ -190,12 +189,6 @@ def train_from_config(cfg, logger):
             os.path.join(cfg.output_dir, 'checkpoints')).latest():
         restore_checkpoint(model, cfg.model.checkpoint)
         logger.info(f'Initialised weights from {cfg.model.checkpoint}')
-    dataset = build_dataset(cfg, 'train')
-    num_frame = model.num_frame
-
-    def pipeline_fn(start_step):
-        return build_train_pipeline(cfg, dataset, num_frame, seed=cfg.seed, start_step=start_step,
-                                    rank=backend.rank, world_size=backend.world_size)
-
+    pipeline_fn = task.train_pipeline(cfg, model, backend)
     trainer = Trainer(cfg, model, pipeline_fn, logger, backend)
     return trainer.train()
