@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh requirements-dev.txt
+PYTHON=.venv/bin/python bash scripts/install_horovod.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 exec .venv/bin/python -m pytest -q tests "$@"

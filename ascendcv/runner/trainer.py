@@ -6,6 +6,7 @@ Model-agnostic: it needs ``model(x, training=True)`` and, optionally,
 :mod:`ascendcv.runner.distributed`) decides gradient averaging, data sharding and which rank
 writes files.
 """
+import logging
 import math
 import os
 import time
@@ -62,23 +63,31 @@ class Trainer:
     def _make_step(self, variables):
         model, loss_fn, opt, backend = self.model, self.loss_fn, self.optimizer, self.backend
 
-        @tf.function
-        def train_step(inputs, target):
+        def replica_step(inputs, target):
             with tf.GradientTape() as tape:
                 pred = model(inputs, training=True)
                 loss = loss_fn(pred, target)
-            tape = backend.wrap_tape(tape)
-            grads = tape.gradient(loss, variables)
+            grads = backend.reduce_gradients(tape.gradient(loss, variables))
             finite = tf.math.is_finite(loss)
             for g in grads:
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+            finite = backend.all_true(finite)  # the same decision on every rank
+            if backend.conditional_apply:
+                def apply():
+                    opt.apply_gradients(zip(grads, variables))
+                    return tf.constant(True)
 
-            def apply():
-                opt.apply_gradients(zip(grads, variables))
-                return tf.constant(True)
+                tf.cond(finite, apply, lambda: tf.constant(False))
+            else:
+                # tf.distribute cannot synchronise inside tf.cond: apply zero gradients instead;
+                # the run stops right after and nothing is saved from this state
+                safe = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+                opt.apply_gradients(zip(safe, variables))
+            return backend.mean_scalar(loss), finite
 
-            tf.cond(finite, apply, lambda: tf.constant(False))
-            return backend.average_scalar(loss), finite
+        @tf.function
+        def train_step(inputs, target):
+            return backend.run(replica_step, inputs, target)
 
         return train_step
 
@@ -128,7 +137,7 @@ class Trainer:
             if not os.access(self.ckpt_dir, os.W_OK):
                 raise OSError(f'output_dir {cfg.output_dir} is not writable')
         start = self.resume()
-        self.backend.broadcast_initial(self.model.variables, self.optimizer.variables)
+        self.backend.broadcast_initial(list(self.model.variables) + list(self.optimizer.variables))
         if start >= s.total_steps:
             self.log.info(f'Nothing to do: step {start} >= solver.total_steps {s.total_steps}')
             return start
@@ -136,7 +145,7 @@ class Trainer:
                   if self.backend.is_chief else None)
         batch = cfg.data.batch_size * self.backend.world_size
         data = iter(self.pipeline_fn(start))
-        t_interval, n_interval, losses = 0.0, 0, []
+        t_interval, n_interval, losses, t_first = 0.0, 0, [], 0.0
         step = start
         self.log.info(f'Start training at step {start + 1} of {s.total_steps} '
                       f'(batch {cfg.data.batch_size} x {self.backend.world_size} workers)')
@@ -159,9 +168,11 @@ class Trainer:
             if step > start + 1 or s.total_steps - start == 1:  # first step includes tracing
                 t_interval += elapsed
                 n_interval += 1
+            elif n_interval == 0:
+                t_first = elapsed
             losses.append(loss)
             if step % s.print_interval == 0 or step == s.total_steps:
-                avg = t_interval / max(n_interval, 1)
+                avg = t_interval / n_interval if n_interval else t_first
                 fps = batch / avg if avg > 0 else 0.0
                 self.log.info(f'Step:{step}, lr:{lr:.8f}, loss:{np.mean(losses):.8f}, '
                               f'time:{avg * 1000:.2f}ms, fps:{fps:.2f}')
@@ -174,6 +185,10 @@ class Trainer:
                 t_interval, n_interval, losses = 0.0, 0, []
             if step % s.checkpoint_interval == 0 or step == s.total_steps:
                 self.save()
+        if self.backend.world_size > 1:
+            div = self.backend.weight_divergence(self.model.trainable_variables)
+            self.log.info(f'Weights on the {self.backend.world_size} ranks: max deviation from '
+                          f'their mean {div:.3g}' + (' (in sync)' if div == 0.0 else ''))
         return step
 
 
@@ -183,12 +198,21 @@ def train_from_config(cfg, logger, task):
     from ascendvsr.models import build_model
 
     backend = build_backend(cfg)
+    if not backend.is_chief:  # rank 0 alone logs (warnings and errors still show)
+        for h in list(logger.handlers):
+            if isinstance(h, logging.FileHandler):
+                logger.removeHandler(h)
+        logger.setLevel(logging.WARNING)
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg)
-    if cfg.model.checkpoint and not CheckpointManager(
-            os.path.join(cfg.output_dir, 'checkpoints')).latest():
-        restore_checkpoint(model, cfg.model.checkpoint)
-        logger.info(f'Initialised weights from {cfg.model.checkpoint}')
-    pipeline_fn = task.train_pipeline(cfg, model, backend)
-    trainer = Trainer(cfg, model, pipeline_fn, logger, backend)
+    with backend.scope():
+        model = build_model(cfg)
+        if cfg.model.checkpoint and not CheckpointManager(
+                os.path.join(cfg.output_dir, 'checkpoints')).latest():
+            restore_checkpoint(model, cfg.model.checkpoint)
+            logger.info(f'Initialised weights from {cfg.model.checkpoint}')
+        pipeline_fn = task.train_pipeline(cfg, model, backend)
+        trainer = Trainer(cfg, model, pipeline_fn, logger, backend)
+    if backend.world_size > 1:
+        logger.info(f'Distributed training ({backend.name}): {backend.world_size} workers, '
+                    f'this is rank {backend.rank}')
     return trainer.train()

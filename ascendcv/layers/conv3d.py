@@ -1,0 +1,173 @@
+"""3-D convolutions with PyTorch semantics, channels-last (NDHWC).
+
+``Conv3d`` and ``ConvTranspose3d`` take the arguments of ``torch.nn.Conv3d`` /
+``torch.nn.ConvTranspose3d`` (ints or ``(d, h, w)`` triples) and reproduce their outputs once the
+PyTorch weights are loaded through ``torch_weights()`` (see :mod:`ascendcv.layers.torch_compat`).
+
+* Padding is zeros on both sides of every dimension, as in PyTorch. TF's ``'SAME'`` is used only
+  where it is the same thing (stride 1 and ``2p == dilation * (k - 1)``); otherwise the input is
+  padded explicitly (``'SAME'`` would pad a stride-2 convolution asymmetrically).
+* ``ConvTranspose3d`` runs ``tf.nn.conv3d_transpose`` with ``'VALID'`` padding, which yields the
+  full output ``(L - 1) * s + k``, and crops ``padding`` from the start and
+  ``padding - output_padding`` from the end (zero-extends when ``output_padding > padding``):
+  ``L_out = (L - 1) * s - 2p + k + output_padding``, exactly PyTorch's size and alignment.
+
+Layouts: input/output ``[N, D, H, W, C]``; ``Conv3d.kernel`` ``(kd, kh, kw, in, out)`` (PyTorch
+``(out, in, kd, kh, kw)``); ``ConvTranspose3d.kernel`` ``(kd, kh, kw, out, in)`` as
+``tf.nn.conv3d_transpose`` wants it (PyTorch ``(in, out, kd, kh, kw)``).
+"""
+import math
+
+import keras
+import tensorflow as tf
+
+from ascendcv.layers.torch_compat import identity, iodhw_to_dhwoi, oidhw_to_dhwio
+
+
+def _triple(value, what):
+    if isinstance(value, int):
+        return (value,) * 3
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f'{what} must be an int or a (d, h, w) triple; got {value}')
+    return value
+
+
+def _torch_uniform(fan_in):
+    """PyTorch's default conv init, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)) (bias too)."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+class Conv3d(keras.layers.Layer):
+    """3-D convolution, NDHWC, with ``torch.nn.Conv3d`` arguments.
+
+    Args:
+        in_channels, out_channels (int): channel counts (weights exist from construction, so a
+            checkpoint can be loaded before the first call).
+        kernel_size, stride, padding, dilation (int | (d, h, w)): as in ``nn.Conv3d``.
+        bias (bool): add a learned bias.
+
+    Input ``[N, D, H, W, in_channels]`` -> output ``[N, D', H', W', out_channels]`` with, per
+    dimension, ``L' = (L + 2p - dil * (k - 1) - 1) // s + 1``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
+                 bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _triple(kernel_size, 'kernel_size')
+        self.stride = _triple(stride, 'stride')
+        self.padding = _triple(padding, 'padding')
+        self.dilation = _triple(dilation, 'dilation')
+        self.use_bias = bool(bias)
+        init = _torch_uniform(self.in_channels * math.prod(self.kernel_size))
+        self.kernel = self.add_weight(name='kernel',
+                                      shape=(*self.kernel_size, self.in_channels, self.out_channels),
+                                      initializer=init)
+        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
+                     if self.use_bias else None)
+        same = all(s == 1 and 2 * p == d * (k - 1) for k, s, p, d in
+                   zip(self.kernel_size, self.stride, self.padding, self.dilation))
+        self._tf_padding = 'SAME' if same else 'VALID'
+        self._explicit_pad = None if (same or not any(self.padding)) else \
+            [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
+        self.built = True
+
+    def call(self, x):
+        if self._explicit_pad is not None:
+            x = tf.pad(x, self._explicit_pad)
+        y = tf.nn.conv3d(x, self.kernel, strides=(1, *self.stride, 1), padding=self._tf_padding,
+                         dilations=(1, *self.dilation, 1))
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
+        return y
+
+    def torch_weights(self):
+        w = {'weight': (self.kernel, oidhw_to_dhwio)}
+        if self.bias is not None:
+            w['bias'] = (self.bias, identity)
+        return w
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(in_channels=self.in_channels, out_channels=self.out_channels,
+                   kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                   dilation=self.dilation, bias=self.use_bias)
+        return cfg
+
+
+class ConvTranspose3d(keras.layers.Layer):
+    """Transposed 3-D convolution, NDHWC, with ``torch.nn.ConvTranspose3d`` arguments.
+
+    Args:
+        in_channels, out_channels (int): channel counts.
+        kernel_size, stride, padding, output_padding (int | (d, h, w)): as in PyTorch
+            (``output_padding < stride`` per dimension).
+        bias (bool): add a learned bias.
+
+    Input ``[N, D, H, W, in_channels]`` -> output ``[N, D', H', W', out_channels]`` with, per
+    dimension, ``L' = (L - 1) * s - 2p + k + output_padding``. Dilation and groups are not
+    supported (RevSCI does not use them).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0,
+                 output_padding=0, bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _triple(kernel_size, 'kernel_size')
+        self.stride = _triple(stride, 'stride')
+        self.padding = _triple(padding, 'padding')
+        self.output_padding = _triple(output_padding, 'output_padding')
+        for op, s in zip(self.output_padding, self.stride):
+            if not 0 <= op < s:
+                raise ValueError(f'output_padding {self.output_padding} must be smaller than '
+                                 f'stride {self.stride} (as in PyTorch)')
+        self.use_bias = bool(bias)
+        # PyTorch computes fan_in from weight dim 1, which is out_channels for transposed convs
+        init = _torch_uniform(self.out_channels * math.prod(self.kernel_size))
+        self.kernel = self.add_weight(name='kernel',
+                                      shape=(*self.kernel_size, self.out_channels, self.in_channels),
+                                      initializer=init)
+        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
+                     if self.use_bias else None)
+        self.built = True
+
+    def output_size(self, size, axis):
+        """PyTorch output length along spatial ``axis`` (0 = D, 1 = H, 2 = W) for input ``size``."""
+        k, s = self.kernel_size[axis], self.stride[axis]
+        return (size - 1) * s - 2 * self.padding[axis] + k + self.output_padding[axis]
+
+    def call(self, x):
+        static, dynamic = x.shape, tf.shape(x)
+        full = [static[i + 1] if static[i + 1] is not None else dynamic[i + 1] for i in range(3)]
+        full = [(n - 1) * s + k for n, s, k in zip(full, self.stride, self.kernel_size)]
+        batch = static[0] if static[0] is not None else dynamic[0]
+        y = tf.nn.conv3d_transpose(x, self.kernel, tf.stack([batch, *full, self.out_channels]),
+                                   strides=(1, *self.stride, 1), padding='VALID')
+        # crop p at the start and p - output_padding at the end (zero-extend if negative)
+        extend = [max(op - p, 0) for p, op in zip(self.padding, self.output_padding)]
+        if any(extend):
+            y = tf.pad(y, [[0, 0]] + [[0, e] for e in extend] + [[0, 0]])
+        ends = [-(p - op) if p > op else None for p, op in zip(self.padding, self.output_padding)]
+        y = y[:, self.padding[0]:ends[0], self.padding[1]:ends[1], self.padding[2]:ends[2], :]
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
+        if any(d is not None for d in static[1:4]):  # keep static sizes for the next layers
+            y.set_shape([static[0]] + [None if static[i + 1] is None else
+                                       self.output_size(static[i + 1], i) for i in range(3)]
+                        + [self.out_channels])
+        return y
+
+    def torch_weights(self):
+        w = {'weight': (self.kernel, iodhw_to_dhwoi)}
+        if self.bias is not None:
+            w['bias'] = (self.bias, identity)
+        return w
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(in_channels=self.in_channels, out_channels=self.out_channels,
+                   kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                   output_padding=self.output_padding, bias=self.use_bias)
+        return cfg
