@@ -33,7 +33,10 @@ def load_model_for_inference(cfg, logger):
     from ascendcv.runner.checkpoint import restore_checkpoint
     from ascendcv.utils.torch_checkpoint import CheckpointError
     from ascendvsr.models import build_model
+    from ascendvsr.tasks import get_task
     ckpt = cfg.model.checkpoint
+    if not getattr(get_task(cfg.model.name), 'needs_checkpoint', True):
+        return build_model(cfg)  # e.g. GAP-TV: an optimisation method, no weights
     if not ckpt:
         raise CheckpointError('model.checkpoint is empty: give a TF checkpoint (prefix or folder) '
                               'or a frozen .pb (e.g. bash scripts/run_evaluation.sh 0 CKPT)')

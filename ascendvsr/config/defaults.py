@@ -145,6 +145,40 @@ _C.nerv.dump_images = False       # eval writes decoded frames to output_dir/eva
 _C.nerv.fps_repeats = 1           # eval decodes each batch N times for the FPS figure (official 10)
 _C.nerv.curve = 'eval/nerv_curve.json'  # eval appends PSNR/MS-SSIM/FPS/bpp here ('' = off)
 
+# ----------------------------------------------------------------------------- RevSCI
+_C.revsci = CN()
+_C.revsci.variant = 're_3dcnn'       # official class: re_3dcnn (rev_3d_part1 blocks) | re_3dcnn1 (rev_3d_part f1/g1)
+_C.revsci.num_block = 18             # reversible blocks (official --num_block)
+_C.revsci.num_group = 2              # channel groups per re_3dcnn block, divides 64 (official --num_group)
+_C.revsci.compress_ratio = 8         # frames per measurement (official --B)
+_C.revsci.mask_size = [256, 256]     # [H, W] of the sensing mask = of the measurement (official --size)
+_C.revsci.mask_file = ''             # .mat/.npy/.npz H x W x B mask loaded at build ('' = from the checkpoint)
+_C.revsci.mask_key = 'mask'          # variable name inside revsci.mask_file
+_C.revsci.reversible = True          # training backward recomputes block activations (official --mode reverse)
+
+# ----------------------------------------------------------------------------- SCI (video snapshot compressive imaging)
+_C.sci = CN()
+_C.sci.data_dir = 'data/sci'          # folder of benchmark / real-measurement .mat files to evaluate
+_C.sci.datasets = []                  # .mat names (without extension) to evaluate; [] = all in data_dir
+_C.sci.compression_ratio = 8          # frames per measurement B (training clips, random masks)
+_C.sci.max_value = 255.0              # data scale: measurements and frames are divided by this
+_C.sci.psnr_convention = 'pnp'        # pnp (PSNR peak = each GT frame's max) | cacti (peak = max_value)
+_C.sci.first_measurement_only = ['runner', 'drop']  # name prefixes scored on measurement 1 only (PnP-SCI)
+_C.sci.max_measurements = -1          # reconstruct at most N measurements per file (-1 = all)
+_C.sci.mask_file = ''                 # mask for meas-only files and training ('' = file's own / random)
+_C.sci.report = 'eval/sci_report.json'  # JSON report path (relative to output_dir); grids go next to it
+_C.sci.save_grid = True               # write a PNG grid (ground truth vs reconstruction) per benchmark
+_C.sci.save_frames = False            # also write the reconstructed frames of benchmark files
+_C.sci.frames_dir = 'eval/sci_frames'  # reconstructed frames go to output_dir/<frames_dir>/<name>/
+_C.sci.train_sources = []             # training videos / frame folders (gray = BT.601 luma of RGB)
+_C.sci.crop_size = 256                # training crop side (the mask size in the official settings)
+_C.sci.use_flip = True                # random horizontal and vertical flips of training clips
+_C.sci.gap_tv_iter_max = 100          # GAP-TV iterations (PnP-SCI: 100)
+_C.sci.gap_tv_lambda = 1.0            # GAP-TV projection step lambda (PnP-SCI: 1)
+_C.sci.gap_tv_accelerate = True       # accelerated GAP (accumulated residual y1)
+_C.sci.gap_tv_tv_weight = 0.07        # GAP-TV TV weight for data in [0, 1] (PnP-SCI: 0.07)
+_C.sci.gap_tv_tv_iter_max = 5         # TV denoising passes per GAP iteration (PnP-SCI: 5)
+
 # ----------------------------------------------------------------------------- convert
 _C.convert = CN()
 _C.convert.source = ''            # official PyTorch checkpoint (.pth) to convert

@@ -1,0 +1,202 @@
+"""SCI evaluation: metrics, evaluate_sci (table, JSON, PNG grid, real-data frames), task, CLI."""
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io
+
+from ascendcv.dataloader.sci import (SciDataError, load_mat, mask_sum, random_mask,
+                                     split_frames)
+from ascendvsr.config.defaults import get_cfg_defaults
+from ascendvsr.tasks.sci import (GapTvTask, evaluate_sci, list_sci_files, main,
+                                 network_reconstruct_fn, psnr_sci, reconstruct_files,
+                                 ssim_matlab)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURE = os.path.join(HERE, '..', 'fixtures', 'sci', 'drop8_cacti.mat')
+LOG = logging.getLogger('test_sci_eval')
+
+
+def naive(meas, mask):
+    """A cheap deterministic reconstruction: every frame = meas / mask_s."""
+    meas = np.asarray(meas, np.float32)
+    return np.repeat((meas / mask_sum(mask))[..., None], mask.shape[-1], axis=-1)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+def test_psnr_peaks():
+    ref = np.full((4, 4), 0.5)
+    x = ref + 0.05
+    assert psnr_sci(ref, x) == pytest.approx(10 * np.log10(0.25 / 0.0025))   # peak = ref max
+    assert psnr_sci(ref, x, 1.0) == pytest.approx(10 * np.log10(1 / 0.0025))  # peak 255 / 255
+    assert psnr_sci(ref, ref) == float('inf')
+
+
+def test_ssim_matches_a_brute_force_replicate_padded_window():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((14, 13)), rng.random((14, 13))
+    b = 0.6 * a + 0.4 * b
+    g = np.exp(-np.arange(-5, 6) ** 2 / 4.5)
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    pa, pb = np.pad(a, 5, mode='edge'), np.pad(b, 5, mode='edge')
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    vals = []
+    for i in range(14):
+        for j in range(13):
+            wa, wb = pa[i:i + 11, j:j + 11], pb[i:i + 11, j:j + 11]
+            ma, mb = (win * wa).sum(), (win * wb).sum()
+            va, vb = (win * wa * wa).sum() - ma ** 2, (win * wb * wb).sum() - mb ** 2
+            cov = (win * wa * wb).sum() - ma * mb
+            vals.append((2 * ma * mb + c1) * (2 * cov + c2)
+                        / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+    assert ssim_matlab(a, b) == pytest.approx(np.mean(vals), abs=1e-12)
+    assert ssim_matlab(a, a) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- evaluate_sci
+
+def _smooth_video(h, w, n, seed):
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = [128 + 100 * np.sin(xx / 5.0 + t * 0.3 + seed) * np.cos(yy / 7.0) for t in range(n)]
+    return np.clip(np.stack(frames, -1), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def sci_dir(tmp_path):
+    root = tmp_path / 'sci'
+    root.mkdir()
+    shutil.copy(FIXTURE, root / 'drop8_cacti.mat')               # benchmark, measurement 1 only
+    mask = random_mask(24, 20, 8, seed=1).astype(np.uint8)
+    scipy.io.savemat(str(root / 'kobe_tiny.mat'),                  # benchmark without meas
+                     {'orig': _smooth_video(24, 20, 16, 0), 'mask': mask})
+    real = (split_frames(_smooth_video(24, 20, 16, 1), 8).astype(np.float64) * mask).sum(-1)
+    scipy.io.savemat(str(root / 'real_scene.mat'), {'meas': np.moveaxis(real, 0, -1)})
+    np.save(str(tmp_path / 'real_mask.npy'), mask)
+    return root
+
+
+def _cfg(tmp_path, data_dir, **sci):
+    cfg = get_cfg_defaults()
+    cfg.output_dir = str(tmp_path / 'out')
+    cfg.sci.data_dir = str(data_dir)
+    cfg.sci.mask_file = str(tmp_path / 'real_mask.npy')
+    cfg.data.eval_batch_size = 1
+    for k, v in sci.items():
+        setattr(cfg.sci, k, v)
+    return cfg
+
+
+def test_evaluate_sci_report_grid_and_real_frames(tmp_path, sci_dir, caplog):
+    cfg = _cfg(tmp_path, sci_dir)
+    calls = []
+
+    def fn(meas, mask):
+        calls.append(meas.shape)
+        return naive(meas, mask)
+
+    with caplog.at_level(logging.INFO, logger='test_sci_eval'):
+        report = evaluate_sci(cfg, fn, LOG, tag='naive')
+    assert list(report['datasets']) == ['kobe_tiny', 'drop8']  # benchmark order, then name
+    kobe, drop = report['datasets']['kobe_tiny'], report['datasets']['drop8']
+    assert (kobe['measurements'], kobe['frames'], len(kobe['psnr_per_frame'])) == (2, 16, 16)
+    assert (drop['measurements'], drop['frames']) == (1, 8)  # 'drop' is scored on meas 1 only
+    # the numbers are the PnP-convention scores of the naive reconstruction
+    data = load_mat(FIXTURE)
+    gt = split_frames(data['orig'], 8)[0] / 255
+    rec = naive(data['meas'][None, ..., 0] / 255, data['mask'])[0]
+    want = np.mean([psnr_sci(gt[..., t], rec[..., t]) for t in range(8)])
+    assert drop['psnr'] == pytest.approx(want, abs=1e-4)
+    assert 0 < drop['ssim'] < 1
+    assert report['mean']['psnr'] == pytest.approx((kobe['psnr'] + drop['psnr']) / 2)
+    # warm-up + one call per measurement (eval_batch_size 1)
+    assert calls[0] == (1, 24, 20) and len(calls) == 1 + 2 + 1 + 2
+    # JSON on disk = returned report
+    path = os.path.join(cfg.output_dir, 'eval', 'sci_report.json')
+    with open(path) as f:
+        assert json.load(f) == json.loads(json.dumps(report))
+    # the PNG grid: 2 rows of 8 labelled tiles
+    from PIL import Image
+    with Image.open(drop['grid']) as im:
+        assert im.size == (8 * 256 + 9 * 4, 2 * (256 + 14 + 4) + 4)
+        px = np.asarray(im)
+    tile = px[4 + 14:4 + 14 + 256, 4:4 + 256]  # GT frame 1
+    np.testing.assert_array_equal(tile, data['orig'][..., 0].astype(np.uint8))
+    assert px[4:4 + 14, 4:60].max() > 200  # label text drawn (anti-aliased)
+    # real data: frames written, no scores
+    real = report['real']['real_scene']
+    assert real['frames_written'] == 16 and 'psnr' not in real
+    files = sorted(os.listdir(real['frames_dir']))
+    assert len(files) == 16 and files[0] == 'real_scene_0000.png'
+    text = caplog.text
+    assert 'kobe_tiny' in text and 'mean' in text and 'PSNR(dB)' in text
+
+
+def test_evaluate_sci_options(tmp_path, sci_dir):
+    cfg = _cfg(tmp_path, sci_dir, psnr_convention='cacti', datasets=['kobe_tiny'],
+               save_grid=False, save_frames=True, max_measurements=1)
+    cfg.data.eval_batch_size = -1
+    report = evaluate_sci(cfg, naive, LOG)
+    assert list(report['datasets']) == ['kobe_tiny'] and not report['real']
+    kobe = report['datasets']['kobe_tiny']
+    assert kobe['measurements'] == 1 and 'grid' not in kobe
+    assert len(os.listdir(kobe['frames_dir'])) == 8
+    data = load_mat(str(sci_dir / 'kobe_tiny.mat'))
+    gt = split_frames(data['orig'], 8)[0] / 255
+    meas = (gt * data['mask']).sum(-1)[None]
+    rec = naive(meas, data['mask'])[0]
+    assert kobe['psnr'] == pytest.approx(np.mean([psnr_sci(gt[..., t], rec[..., t], 1.0)
+                                                  for t in range(8)]), abs=1e-4)
+
+
+def test_evaluate_sci_errors(tmp_path, sci_dir):
+    with pytest.raises(ValueError, match='psnr_convention'):
+        evaluate_sci(_cfg(tmp_path, sci_dir, psnr_convention='matlab'), naive, LOG)
+    with pytest.raises(SciDataError, match='not found'):
+        evaluate_sci(_cfg(tmp_path, tmp_path / 'none'), naive, LOG)
+    with pytest.raises(SciDataError, match=r"\['crash'\] not found"):
+        list_sci_files(str(sci_dir), ['crash'])
+    cfg = _cfg(tmp_path, sci_dir, mask_file='', datasets=['real_scene'])
+    with pytest.raises(SciDataError, match=r'real_scene\.mat.*has no mask; set sci.mask_file'):
+        evaluate_sci(cfg, naive, LOG)
+    cfg = _cfg(tmp_path, sci_dir, datasets=['kobe_tiny'])
+    with pytest.raises(ValueError, match=r'expected \(1, 24, 20, 8\)'):
+        evaluate_sci(cfg, lambda meas, mask: naive(meas, mask)[..., :4], LOG)
+
+
+def test_reconstruct_files_and_network_adapter(tmp_path, sci_dir):
+    cfg = _cfg(tmp_path, sci_dir)
+    out = reconstruct_files(cfg, naive, LOG, str(sci_dir / 'real_scene.mat'))
+    assert len(os.listdir(out['real_scene'])) == 16
+    seen = {}
+
+    def model(inputs, training):
+        meas_re, mask = inputs
+        seen.update(training=training, meas_re=np.asarray(meas_re))
+        return np.repeat(np.asarray(meas_re)[..., None], mask.shape[-1], -1)
+
+    mask = random_mask(6, 6, 8, seed=0)
+    meas = np.random.default_rng(0).random((2, 6, 6)).astype(np.float32)
+    rec = np.asarray(network_reconstruct_fn(model)(meas, mask))
+    assert seen['training'] is False and rec.shape == (2, 6, 6, 8)
+    np.testing.assert_allclose(seen['meas_re'], meas / mask_sum(mask), rtol=1e-6)
+
+
+def test_gap_tv_task_and_cli(tmp_path, sci_dir):
+    from ascendvsr.tasks import get_task
+    assert get_task('GAP-TV') is GapTvTask
+    with pytest.raises(ValueError, match='nothing to train'):
+        GapTvTask.train_pipeline(None, None, None)
+    out = tmp_path / 'cli'
+    rc = main(['--config-file', os.path.join(HERE, '..', '..', 'configs', 'gap_tv.yaml'),
+               'sci.data_dir', str(sci_dir), 'sci.datasets', "['drop8']",
+               'output_dir', str(out)])
+    assert rc == 0
+    with open(out / 'eval' / 'sci_report.json') as f:
+        report = json.load(f)
+    assert report['model'] == 'GAP-TV'
+    assert abs(report['datasets']['drop8']['psnr'] - 34.63) < 0.1  # the published Drop number
+    assert main(['--config-file', 'nope.yaml']) == 2
