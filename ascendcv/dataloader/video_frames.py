@@ -41,16 +41,28 @@ def resolve_source(source):
 
 
 def resize_frames(frames, height, width):
-    """Resize ``uint8 [T, H, W, 3]`` frames to ``height x width`` by area averaging (PIL BOX,
-    exact block means for integer factors, like NeRV's ``adaptive_avg_pool2d`` targets)."""
+    """Resize ``uint8 [T, H, W, C]`` frames to ``height x width`` by area averaging, rounded to
+    uint8: exact block means for integer factors (NeRV's ``adaptive_avg_pool2d`` targets),
+    otherwise PIL's float ``BOX`` filter per channel."""
     from PIL import Image
 
     frames = np.asarray(frames)
-    if frames.shape[1:3] == (height, width):
+    t, h, w, c = frames.shape
+    if (h, w) == (height, width):
         return frames
-    out = np.empty((len(frames), height, width, frames.shape[3]), np.uint8)
-    for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.BOX))
+    if h % height == 0 and w % width == 0:
+        fh, fw = h // height, w // width
+        out = np.empty((t, height, width, c), np.uint8)
+        for i in range(t):  # one frame at a time: bounded float64 memory
+            mean = frames[i].reshape(height, fh, width, fw, c).mean(axis=(1, 3))
+            out[i] = np.clip(np.rint(mean), 0, 255)
+        return out
+    out = np.empty((t, height, width, c), np.uint8)
+    for i in range(t):
+        for ch in range(c):
+            img = Image.fromarray(frames[i, :, :, ch].astype(np.float32), mode='F')
+            res = np.asarray(img.resize((width, height), Image.BOX))
+            out[i, :, :, ch] = np.clip(np.rint(res), 0, 255)
     return out
 
 

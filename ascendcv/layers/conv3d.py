@@ -62,9 +62,8 @@ class Conv3d(keras.layers.Layer):
         self.dilation = _triple(dilation, 'dilation')
         self.use_bias = bool(bias)
         init = _torch_uniform(self.in_channels * math.prod(self.kernel_size))
-        self.kernel = self.add_weight(name='kernel',
-                                      shape=(*self.kernel_size, self.in_channels, self.out_channels),
-                                      initializer=init)
+        shape = (*self.kernel_size, self.in_channels, self.out_channels)
+        self.kernel = self.add_weight(name='kernel', shape=shape, initializer=init)
         self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
                      if self.use_bias else None)
         same = all(s == 1 and 2 * p == d * (k - 1) for k, s, p, d in
@@ -126,9 +125,8 @@ class ConvTranspose3d(keras.layers.Layer):
         self.use_bias = bool(bias)
         # PyTorch computes fan_in from weight dim 1, which is out_channels for transposed convs
         init = _torch_uniform(self.out_channels * math.prod(self.kernel_size))
-        self.kernel = self.add_weight(name='kernel',
-                                      shape=(*self.kernel_size, self.out_channels, self.in_channels),
-                                      initializer=init)
+        shape = (*self.kernel_size, self.out_channels, self.in_channels)
+        self.kernel = self.add_weight(name='kernel', shape=shape, initializer=init)
         self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
                      if self.use_bias else None)
         self.built = True

@@ -50,7 +50,8 @@ class ReversibleBlock(keras.layers.Layer):
 
         Generic version: ``x = inverse(y)``, then ``call(x)`` again under a tape.
         """
-        x = tf.stop_gradient(self.inverse(y))
+        with tf.control_dependencies([dy]):  # graph mode: recompute only when dy is known
+            x = tf.stop_gradient(self.inverse(y))
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -71,7 +72,8 @@ class AdditiveCoupling(ReversibleBlock):
 
     It is invertible when ``addends`` is a permutation of ``0 .. n-1`` that ends with ``seed``
     (and does not start with it): going backwards, ``x[addends[i]] = y_i - f_i(y_{i-1})`` for
-    ``i = n-1 .. 1`` (which recovers ``x[seed]`` first), then ``x[addends[0]] = y_0 - f_0(x[seed])``.
+    ``i = n-1 .. 1`` (which recovers ``x[seed]`` first), then
+    ``x[addends[0]] = y_0 - f_0(x[seed])``.
     RevNet's ``y1 = x1 + F(x2); y2 = x2 + G(y1)`` is ``n=2, seed=1, addends=(0, 1)``.
 
     Args:
@@ -132,6 +134,12 @@ class AdditiveCoupling(ReversibleBlock):
         g = dys[n - 1]
         for i in range(n - 1, -1, -1):
             u = ys[i - 1] if i > 0 else xs[self.seed]
+            # In a graph the inversion depends on y only, so the executor would run the whole
+            # chain of inversions right after the forward pass and hold every recomputed
+            # activation until its gradient arrives. Tying each step to its incoming gradient
+            # keeps one block's activations alive at a time (no-op when executing eagerly).
+            with tf.control_dependencies([g]):
+                u = tf.identity(u)
             with tf.GradientTape() as tape:
                 tape.watch(u)
                 f_out = fs[i](u)
@@ -208,8 +216,10 @@ class ReversibleSequence(keras.layers.Layer):
         blocks = list(blocks)
         for b in blocks:
             if not isinstance(b, ReversibleBlock):
-                raise TypeError(f'ReversibleSequence needs ReversibleBlock layers, got {type(b).__name__}')
+                raise TypeError(f'ReversibleSequence needs ReversibleBlock layers, got '
+                                f'{type(b).__name__}')
         self._blocks = blocks
+        self.built = all(b.built for b in blocks)
 
     @property
     def blocks(self):

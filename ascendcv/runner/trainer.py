@@ -212,6 +212,9 @@ def train_from_config(cfg, logger, task):
             logger.info(f'Initialised weights from {cfg.model.checkpoint}')
         pipeline_fn = task.train_pipeline(cfg, model, backend)
         trainer = Trainer(cfg, model, pipeline_fn, logger, backend)
+        hook = getattr(task, 'configure_trainer', None)  # e.g. NeRV: its loss and LR schedule
+        if hook is not None:
+            hook(cfg, trainer)
     if backend.world_size > 1:
         logger.info(f'Distributed training ({backend.name}): {backend.world_size} workers, '
                     f'this is rank {backend.rank}')

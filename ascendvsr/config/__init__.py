@@ -78,6 +78,36 @@ def _coerce(value, default, key):
     return parsed
 
 
+def _merge_yaml(cfg, other, source, prefix=''):
+    """Merge a loaded YAML tree into ``cfg`` keeping YAML's own types.
+
+    Unlike yacs' merge, strings are not literal-evaluated, so a string default stays a string
+    (yacs would turn NeRV's ``'1.25_40'`` into the float 1.254). Quote such values in YAML.
+    """
+    for k, v in other.items():
+        key = f'{prefix}{k}'
+        default = cfg[k]
+        if isinstance(default, CfgNode):
+            _merge_yaml(default, v, source, key + '.')
+            continue
+        if isinstance(default, str) and not isinstance(v, str):
+            raise ConfigError(f"{source}: config key '{key}' expects a string, got {v!r}; quote it "
+                              f"in YAML (e.g. '{v}')")
+        if isinstance(v, str):
+            v = _coerce(v, default, key) if not isinstance(default, str) else v
+        elif isinstance(default, bool) != isinstance(v, bool):
+            raise ConfigError(f"{source}: config key '{key}' expects {type(default).__name__}, "
+                              f"got {v!r}")
+        elif isinstance(default, float) and isinstance(v, int):
+            v = float(v)
+        elif isinstance(default, (list, tuple)) and isinstance(v, (list, tuple)):
+            v = type(default)(v)
+        elif type(v) is not type(default):
+            raise ConfigError(f"{source}: config key '{key}' expects {type(default).__name__} "
+                              f"(default {default!r}), got {v!r}")
+        cfg[k] = v
+
+
 def load_config(config_file=None, opts=(), freeze=True):
     """Defaults <- YAML file <- overrides. Raises :class:`ConfigError` naming the bad key/file."""
     cfg = get_cfg_defaults()
@@ -87,10 +117,7 @@ def load_config(config_file=None, opts=(), freeze=True):
         with open(config_file) as f:
             other = CfgNode.load_cfg(f)
         _check_keys(cfg, other, config_file)
-        try:
-            cfg.merge_from_other_cfg(other)
-        except ValueError as err:
-            raise ConfigError(f'{config_file}: {err}') from err
+        _merge_yaml(cfg, other, config_file)
     for key, value in parse_overrides(list(opts)):
         node, parts = cfg, key.split('.')
         for p in parts[:-1]:

@@ -14,6 +14,10 @@ def _converters():
     if not _CONVERTERS:
         from ascendvsr.convert.edvr import load_edvr_weights
         _CONVERTERS['EDVR'] = load_edvr_weights
+        from ascendvsr.convert.revsci import load_revsci_weights
+        _CONVERTERS['RevSCI'] = load_revsci_weights
+        from ascendvsr.convert.nerv import load_nerv_weights
+        _CONVERTERS['NeRV'] = load_nerv_weights
     return _CONVERTERS
 
 

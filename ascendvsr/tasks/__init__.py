@@ -31,4 +31,5 @@ def get_task(model_name):
 def _load_builtin():
     if not _TASKS:
         from ascendvsr.tasks import vsr  # noqa: F401
+        from ascendvsr.tasks import nerv  # noqa: F401
         from ascendvsr.tasks import sci  # noqa: F401

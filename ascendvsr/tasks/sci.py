@@ -376,6 +376,25 @@ class GapTvTask(SciTask):
                          'train (use --mode eval)')
 
 
+class RevSciTask(SciTask):
+    """RevSCI: reconstruction through ``model.reconstruct(meas, mask)`` (frames last); training
+    targets transposed to the network's ``[N, B, H, W]`` output layout."""
+    name = 'revsci'
+
+    @staticmethod
+    def reconstruct_fn(model):
+        return model.reconstruct if hasattr(model, 'reconstruct') else network_reconstruct_fn(model)
+
+    @staticmethod
+    def train_pipeline(cfg, model, backend):
+        import tensorflow as tf
+        make = SciTask.train_pipeline(cfg, model, backend)
+
+        def pipeline_fn(start_step):
+            return make(start_step).map(lambda x, v: (x, tf.transpose(v, [0, 3, 1, 2])))
+        return pipeline_fn
+
+
 def run_gap_tv(cfg, logger):
     """Build GAP-TV from ``cfg.sci`` and run ``cfg.mode`` ('eval' or 'inference') with it."""
     from ascendvsr.models.gap_tv import build_gap_tv
@@ -418,3 +437,4 @@ if __name__ == '__main__':
     sys.exit(_sci.main())
 else:
     register_task('GAP-TV', GapTvTask)
+    register_task('RevSCI', RevSciTask)

@@ -1,0 +1,403 @@
+"""NeRV building blocks (Chen et al., "NeRV: Neural Representations for Videos", NeurIPS 2021).
+
+Named after the official ``model_nerv.py`` modules so their PyTorch state-dict keys address our
+weights directly (``stem.0.weight``, ``layers.3.conv.conv.weight``, ``head_layers.4.bias``,
+``layers.1.norm.running_var`` ...). All feature maps are NHWC.
+
+* :func:`positional_encoding` -- the frame-index embedding, float32 with the official op order;
+* :func:`activation` -- the official ``ActivationLayer`` choices by name;
+* :class:`Linear`, :class:`PrunableConv2d`, :class:`ConvTranspose2d` -- layers with PyTorch
+  weight layouts; with ``keep_zeros=True`` an exactly-zero (pruned) weight gets no gradient,
+  so it stays zero while the network is fine-tuned (the effect of ``torch.nn.utils.prune``'s
+  ``weight_orig * weight_mask`` re-parametrisation without a separate mask variable);
+* :class:`BatchNorm2d`, :class:`InstanceNorm2d` -- ``nn.BatchNorm2d`` / ``nn.InstanceNorm2d``
+  semantics (running statistics, biased/unbiased variances, eps 1e-5);
+* :class:`CustomConv` and :class:`NeRVBlock` -- upsampling conv (``conv`` + PixelShuffle,
+  ``deconv`` or ``bilinear``) followed by norm and activation.
+"""
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ascendcv.layers.conv import Conv2d
+from ascendcv.layers.sampling import pixel_shuffle
+from ascendcv.layers.torch_compat import identity, linear_to_tf
+
+ACTIVATIONS = ('relu', 'leaky', 'leaky01', 'relu6', 'gelu', 'sin', 'swish', 'softplus',
+               'hardswish')
+NORMS = ('none', 'bn', 'in')
+CONV_TYPES = ('conv', 'deconv', 'bilinear')
+
+
+# --------------------------------------------------------------------------- encoding
+
+def parse_embed(embed):
+    """``'1.25_40'`` -> ``(1.25, 40)``; ``'none'`` -> ``None``. Raises ValueError otherwise."""
+    if str(embed).lower() == 'none':
+        return None
+    try:
+        base, levels = str(embed).split('_')
+        base, levels = float(base), int(levels)
+    except ValueError:
+        raise ValueError(f"nerv embed must look like '<base>_<levels>' (e.g. '1.25_40') or "
+                         f"'none'; got {embed!r}") from None
+    if levels < 1 or base <= 0:
+        raise ValueError(f'nerv embed {embed!r}: base must be > 0 and levels >= 1')
+    return base, levels
+
+
+def embed_length(embed):
+    """Length of the positional encoding: ``2 * levels`` (1 for 'none')."""
+    parsed = parse_embed(embed)
+    return 1 if parsed is None else 2 * parsed[1]
+
+
+def positional_encoding(t, embed='1.25_40'):
+    """Official NeRV ``PositionalEncoding`` of normalised frame indices ``t`` ``[B]``.
+
+    ``[sin(v_0), cos(v_0), sin(v_1), cos(v_1), ...]`` with ``v_i = (t * base**i) * pi``
+    computed in float32 in exactly that order (``base**i`` and ``pi`` rounded to float32 first,
+    as PyTorch does with Python scalars). The arguments reach ``base**(L-1) * pi`` (~2e4 rad for
+    1.25_40) where one float32 ulp is ~2e-3 rad, so any other op order changes the embedding by
+    up to ~2e-3. Returns ``[B, 2 * levels]`` float32 (``[B, 1]`` = ``t`` for 'none').
+    """
+    t = tf.reshape(tf.cast(t, tf.float32), [-1])
+    parsed = parse_embed(embed)
+    if parsed is None:
+        return t[:, None]
+    base, levels = parsed
+    scale = tf.constant(np.array([base ** i for i in range(levels)], np.float32))
+    u = t[:, None] * scale[None, :]                 # [B, L], float32 rounding as the official
+    # times float32(pi), rounded to float32 once: the float64 product of two float32 values is
+    # exact, so this equals the float32 multiply -- and the casts stop graph optimisers
+    # (grappler's constant push-down) from re-associating it into t * (base**i * pi), which
+    # would change the embedding by up to ~1e-3
+    pi = tf.constant(np.float64(np.float32(math.pi)))
+    v = tf.cast(tf.cast(u, tf.float64) * pi, tf.float32)
+    return tf.reshape(tf.stack([tf.sin(v), tf.cos(v)], axis=-1), [-1, 2 * levels])
+
+
+# --------------------------------------------------------------------------- activations
+
+def activation(name):
+    """The official ``ActivationLayer(act_type)`` as a function of a tensor."""
+    if name == 'relu':
+        return tf.nn.relu
+    if name == 'leaky':
+        return lambda x: tf.nn.leaky_relu(x, alpha=0.01)    # nn.LeakyReLU() default slope
+    if name == 'leaky01':
+        return lambda x: tf.nn.leaky_relu(x, alpha=0.1)
+    if name == 'relu6':
+        return tf.nn.relu6
+    if name == 'gelu':
+        return lambda x: tf.nn.gelu(x, approximate=False)   # nn.GELU() is the exact erf form
+    if name == 'sin':
+        return tf.sin
+    if name == 'swish':
+        return lambda x: x * tf.sigmoid(x)                  # nn.SiLU
+    if name == 'softplus':
+        # nn.Softplus(beta=1, threshold=20): linear above the threshold
+        return lambda x: tf.where(x > 20.0, x, tf.nn.softplus(x))
+    if name == 'hardswish':
+        return lambda x: x * tf.nn.relu6(x + 3.0) / 6.0
+    raise ValueError(f'unknown nerv activation {name!r}; choose one of {ACTIVATIONS}')
+
+
+class Activation(keras.layers.Layer):
+    """A parameter-free activation layer (keeps ``nn.Sequential`` indices such as ``stem.2``)."""
+
+    def __init__(self, act='relu', **kwargs):
+        super().__init__(**kwargs)
+        self.act = act
+        self.fn = activation(act)
+        self.built = True
+
+    def call(self, x):
+        return self.fn(x)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(act=self.act)
+        return cfg
+
+
+# --------------------------------------------------------------------------- weight layers
+
+def _uniform(fan_in):
+    bound = (1.0 / fan_in) ** 0.5  # PyTorch default init for Linear / Conv weights and biases
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def _keep_zeros(kernel):
+    """``kernel`` with no gradient through its exactly-zero entries (they stay zero)."""
+    mask = tf.stop_gradient(tf.cast(tf.not_equal(kernel, 0.0), kernel.dtype))
+    return kernel * mask
+
+
+class Linear(keras.layers.Layer):
+    """``nn.Linear(in_features, out_features, bias)``; input ``[..., in]`` -> ``[..., out]``.
+
+    Weights: ``kernel`` (in, out) (PyTorch ``weight`` is (out, in)), ``bias`` (out,).
+    ``keep_zeros``: exactly-zero weights receive no gradient (pruned weights stay pruned).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, keep_zeros=False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.use_bias, self.keep_zeros = bool(bias), bool(keep_zeros)
+        init = _uniform(self.in_features)
+        self.kernel = self.add_weight(name='kernel', shape=(self.in_features, self.out_features),
+                                      initializer=init)
+        self.bias = (self.add_weight(name='bias', shape=(self.out_features,), initializer=init)
+                     if self.use_bias else None)
+        self.built = True
+
+    def call(self, x):
+        k = _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
+        y = tf.matmul(x, k)
+        return y + self.bias if self.bias is not None else y
+
+    def torch_weights(self):
+        w = {'weight': (self.kernel, linear_to_tf)}
+        if self.bias is not None:
+            w['bias'] = (self.bias, identity)
+        return w
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(in_features=self.in_features, out_features=self.out_features,
+                   bias=self.use_bias, keep_zeros=self.keep_zeros)
+        return cfg
+
+
+class PrunableConv2d(Conv2d):
+    """:class:`ascendcv.layers.conv.Conv2d` whose exactly-zero weights can be kept at zero
+    (``keep_zeros``), for fine-tuning a pruned network.
+
+    ``compute_dtype='bfloat16'`` runs the convolution on bfloat16 inputs and weights (float32
+    accumulation in oneDNN, output rounded to bfloat16, then float32 again; about 2x faster on
+    CPUs with AVX512-BF16, ~3 significant digits); the bias is added in float32.
+    """
+
+    def __init__(self, *args, keep_zeros=False, compute_dtype='float32', **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_zeros = bool(keep_zeros)
+        if compute_dtype not in ('float32', 'bfloat16'):
+            raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16'; got {compute_dtype!r}")
+        self.compute_dtype_name = compute_dtype
+
+    def effective_kernel(self):
+        return _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
+
+    def call(self, x):
+        p = self.padding
+        pads = [[0, 0], [p, p], [p, p], [0, 0]] if p else 'VALID'
+        k = self.effective_kernel()
+        if self.compute_dtype_name == 'bfloat16':
+            y = tf.nn.conv2d(tf.cast(x, tf.bfloat16), tf.cast(k, tf.bfloat16), strides=self.stride,
+                             padding=pads, dilations=self.dilation)
+            y = tf.cast(y, tf.float32)
+        else:
+            y = tf.nn.conv2d(x, k, strides=self.stride, padding=pads, dilations=self.dilation)
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
+        return y
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(keep_zeros=self.keep_zeros)
+        return cfg
+
+
+def iohw_to_hwio(w):
+    """ConvTranspose2d weight (in, out, kh, kw) -> our (kh, kw, in, out)."""
+    return np.transpose(w, (2, 3, 0, 1))
+
+
+class ConvTranspose2d(keras.layers.Layer):
+    """``nn.ConvTranspose2d(in, out, kernel_size=s, stride=s)`` (no overlap, no padding).
+
+    ``out[n, h*s+i, w*s+j, o] = bias[o] + sum_c x[n, h, w, c] * W[c, o, i, j]``; input
+    ``[N, H, W, in]`` -> ``[N, sH, sW, out]``. Weight ``kernel`` (s, s, in, out).
+    """
+
+    def __init__(self, in_channels, out_channels, stride, bias=True, keep_zeros=False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.stride, self.use_bias, self.keep_zeros = int(stride), bool(bias), bool(keep_zeros)
+        s = self.stride
+        # PyTorch computes the fan-in of a transposed conv weight (in, out, k, k) as out * k * k
+        init = _uniform(self.out_channels * s * s)
+        self.kernel = self.add_weight(name='kernel', shape=(s, s, self.in_channels,
+                                                            self.out_channels), initializer=init)
+        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
+                     if self.use_bias else None)
+        self.built = True
+
+    def call(self, x):
+        s, c_in, c_out = self.stride, self.in_channels, self.out_channels
+        k = _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
+        mat = tf.reshape(tf.transpose(k, [2, 0, 1, 3]), [c_in, s * s * c_out])
+        shape = tf.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        y = tf.reshape(tf.matmul(tf.reshape(x, [-1, c_in]), mat), [n, h, w, s, s, c_out])
+        y = tf.reshape(tf.transpose(y, [0, 1, 3, 2, 4, 5]), [n, h * s, w * s, c_out])
+        return y + self.bias if self.bias is not None else y
+
+    def torch_weights(self):
+        w = {'weight': (self.kernel, iohw_to_hwio)}
+        if self.bias is not None:
+            w['bias'] = (self.bias, identity)
+        return w
+
+
+# --------------------------------------------------------------------------- norms
+
+class BatchNorm2d(keras.layers.Layer):
+    """``nn.BatchNorm2d(C)`` (eps 1e-5, momentum 0.1) on NHWC.
+
+    Training: batch statistics over N, H, W (biased variance to normalise); running mean and
+    running (unbiased) variance updated as in PyTorch. Inference: running statistics.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        c = (self.num_features,)
+        self.gamma = self.add_weight(name='gamma', shape=c, initializer='ones')
+        self.beta = self.add_weight(name='beta', shape=c, initializer='zeros')
+        self.running_mean = self.add_weight(name='running_mean', shape=c, initializer='zeros',
+                                            trainable=False)
+        self.running_var = self.add_weight(name='running_var', shape=c, initializer='ones',
+                                           trainable=False)
+        self.built = True
+
+    def call(self, x, training=False):
+        if training:
+            mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+            n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), x.dtype)
+            unbiased = var * n / tf.maximum(n - 1.0, 1.0)
+            m = self.momentum
+            self.running_mean.assign((1 - m) * self.running_mean + m * mean)
+            self.running_var.assign((1 - m) * self.running_var + m * unbiased)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) * tf.math.rsqrt(var + self.eps) * self.gamma + self.beta
+
+    def torch_weights(self):
+        return {'weight': (self.gamma, identity), 'bias': (self.beta, identity),
+                'running_mean': (self.running_mean, identity),
+                'running_var': (self.running_var, identity)}
+
+
+class InstanceNorm2d(keras.layers.Layer):
+    """``nn.InstanceNorm2d(C)`` (no affine, no running stats, eps 1e-5): per image and channel."""
+
+    def __init__(self, num_features=None, eps=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = float(eps)
+        self.built = True
+
+    def call(self, x, training=False):
+        mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + self.eps)
+
+
+class Identity(keras.layers.Layer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True
+
+    def call(self, x, training=False):
+        return x
+
+
+def norm_layer(norm, channels, name='norm'):
+    """The official ``NormLayer(norm_type, ch_width)``."""
+    if norm == 'none':
+        return Identity(name=name)
+    if norm == 'bn':
+        return BatchNorm2d(channels, name=name)
+    if norm == 'in':
+        return InstanceNorm2d(channels, name=name)
+    raise ValueError(f'unknown nerv norm {norm!r}; choose one of {NORMS}')
+
+
+# --------------------------------------------------------------------------- blocks
+
+class CustomConv(keras.layers.Layer):
+    """The official ``CustomConv``: upsample ``[N, H, W, ngf]`` by ``stride`` to ``new_ngf``.
+
+    * ``conv``: ``conv`` = 3x3 conv to ``new_ngf * s^2`` channels, then PixelShuffle(s)
+      (PyTorch channel order);
+    * ``deconv``: ``conv`` = ConvTranspose2d(kernel s, stride s);
+    * ``bilinear``: bilinear x s upsampling (align_corners=True), then ``up_scale`` =
+      conv (2s+1)x(2s+1), padding s.
+    """
+
+    def __init__(self, ngf, new_ngf, stride, bias=True, conv_type='conv', keep_zeros=False,
+                 compute_dtype='float32', **kwargs):
+        super().__init__(**kwargs)
+        self.ngf, self.new_ngf, self.stride = int(ngf), int(new_ngf), int(stride)
+        self.conv_type = conv_type
+        s = self.stride
+        if conv_type == 'conv':
+            self.conv = PrunableConv2d(ngf, new_ngf * s * s, 3, 1, 1, bias=bias,
+                                       keep_zeros=keep_zeros, compute_dtype=compute_dtype,
+                                       name='conv')
+        elif conv_type == 'deconv':
+            self.conv = ConvTranspose2d(ngf, new_ngf, s, bias=bias, keep_zeros=keep_zeros,
+                                        name='conv')
+        elif conv_type == 'bilinear':
+            self.up_scale = PrunableConv2d(ngf, new_ngf, 2 * s + 1, 1, s, bias=bias,
+                                           keep_zeros=keep_zeros, compute_dtype=compute_dtype,
+                                           name='up_scale')
+        else:
+            raise ValueError(f'unknown nerv conv_type {conv_type!r}; choose one of {CONV_TYPES}')
+        self.built = True
+
+    def weight_layer(self):
+        """The layer holding this block's convolution weight (what pruning acts on)."""
+        return self.up_scale if self.conv_type == 'bilinear' else self.conv
+
+    def call(self, x):
+        s = self.stride
+        if self.conv_type == 'conv':
+            y = self.conv(x)
+            return pixel_shuffle(y, s) if s > 1 else y
+        if self.conv_type == 'deconv':
+            return self.conv(x)
+        if s > 1:
+            shape = tf.shape(x)
+            x = tf.compat.v1.image.resize_bilinear(x, [shape[1] * s, shape[2] * s],
+                                                   align_corners=True)
+        return self.up_scale(x)
+
+
+class NeRVBlock(keras.layers.Layer):
+    """``act(norm(CustomConv(x)))``: ``[N, H, W, ngf]`` -> ``[N, sH, sW, new_ngf]``."""
+
+    def __init__(self, ngf, new_ngf, stride, bias=True, norm='none', act='swish',
+                 conv_type='conv', keep_zeros=False, compute_dtype='float32', **kwargs):
+        super().__init__(**kwargs)
+        self.stride, self.norm_name, self.conv_type = int(stride), norm, conv_type
+        self.conv = CustomConv(ngf, new_ngf, stride, bias=bias, conv_type=conv_type,
+                               keep_zeros=keep_zeros, compute_dtype=compute_dtype, name='conv')
+        self.norm = norm_layer(norm, new_ngf)
+        self.act_name = act
+        self.act = activation(act)
+        self.built = True
+
+    def call(self, x, training=False):
+        if self.conv_type == 'conv' and self.norm_name == 'none':
+            # the activation commutes with PixelShuffle (a permutation): applying it first at
+            # low resolution lets oneDNN fuse conv + bias + activation
+            y = self.act(self.conv.conv(x))
+            return pixel_shuffle(y, self.stride) if self.stride > 1 else y
+        return self.act(self.norm(self.conv(x), training=training))
+
+    def pre_shuffle(self, x):
+        """``act(conv(x))`` before the PixelShuffle (``conv`` type without norm only)."""
+        return self.act(self.conv.conv(x))

@@ -1,0 +1,386 @@
+"""RevSCI-net: memory-efficient reversible 3-D CNN for video snapshot compressive imaging.
+
+Cheng et al., "Memory-Efficient Network for Large-scale Video Compressive Sensing", CVPR 2021;
+official code BoChenGroup/RevSCI-net (``models.py``: ``re_3dcnn`` / ``re_3dcnn1``, ``my_tools.py``:
+``rev_3d_part1``, ``f_g_layer``, ``rev_3d_part``). Same layers, activations (every LeakyReLU has
+PyTorch's default slope 0.01) and weight names (``conv1.0.weight``,
+``layers.3.f.1.nn_layer.2.bias``, ``layers.3.f1.0.weight`` ...), so official checkpoints load
+through ``ascendvsr.convert.revsci``.
+
+Data flow (channels-last; ``cr`` = compression ratio ``B`` = 8 frames per measurement)::
+
+    meas_re [N, H, W]           the normalised measurement  meas / sum_t(mask_t)  (zeros -> 1)
+    net_in  [N, cr, H, W, 1]    meas_re + mask * meas_re, frames moved to the depth axis
+    conv1   [N, cr, H/2, W/2, 64]   Conv3d 5^3 / 3^3 / 1^3 / 3^3 stride (1, 2, 2), LeakyReLUs
+    layers  [N, cr, H/2, W/2, 64]   num_block reversible blocks
+    conv2   [N, cr, H, W, 1]    ConvTranspose3d (1, 3, 3) stride (1, 2, 2), Conv3d 3^3 / 1^3 / 3^3
+    output  [N, cr, H, W]       the reconstructed frames (no clipping, as the official test)
+
+The sensing mask is part of the model, as in the official code (``net.mask``, which the
+whole-module checkpoints carry): a non-trainable weight ``mask`` of shape ``[H, W, cr]``
+(PyTorch name ``mask``, layout ``(cr, H, W)``), loaded by the converter from a pickled module,
+from ``revsci.mask_file`` at build time, or with :meth:`RevSCI.set_mask`. A call may override it:
+``model((meas_re, mask))`` with ``mask`` ``[H, W, cr]`` or ``[N, H, W, cr]``.
+
+The SCI task's reconstruction convention (raw ``meas`` ``[N, H, W]`` -> frames-last video
+``[N, H, W, cr]``) is :meth:`RevSCI.reconstruct`.
+
+Training: ``model(meas_re, training=True)`` with ``reversible=True`` (default) backpropagates
+through the blocks by recomputation (:mod:`ascendcv.layers.reversible`): peak memory does not
+grow with ``num_block``. Loss of the official code: ``MSELoss`` (mean) between the output and the
+ground-truth frames ``[N, cr, H, W]``.
+"""
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ascendcv.layers.conv3d import Conv3d, ConvTranspose3d
+from ascendcv.layers.reversible import AdditiveCoupling, ReversibleSequence
+from ascendcv.layers.torch_compat import torch_state_variables
+from ascendvsr.models.registry import register
+
+NEGATIVE_SLOPE = 0.01  # nn.LeakyReLU() default, used everywhere in RevSCI-net
+VARIANTS = {'re_3dcnn': 'rev_3d_part1 blocks (num_group chunks, f.<i>.nn_layer)',
+            're_3dcnn1': 'rev_3d_part blocks (two halves, f1/g1)'}
+NUM_FEAT = 64  # channels between conv1 and conv2 (fixed in the official code)
+
+
+def _lrelu():
+    return keras.layers.LeakyReLU(negative_slope=NEGATIVE_SLOPE)
+
+
+def run_sequential(layers, x):
+    """Apply ``layers`` in order, like ``nn.Sequential`` (list indices = PyTorch indices)."""
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _conv_pair(ch):
+    """``Conv3d(ch, ch, 3, p1) - LeakyReLU - Conv3d(ch, ch, 3, p1)`` (indices 0 and 2)."""
+    return [Conv3d(ch, ch, 3, 1, 1, name='0'), _lrelu(), Conv3d(ch, ch, 3, 1, 1, name='2')]
+
+
+class FGLayer(keras.layers.Layer):
+    """Official ``f_g_layer(ch)``: ``nn_layer = Conv3d 3^3 - LeakyReLU - Conv3d 3^3``.
+
+    Input and output ``[N, D, H, W, ch]``; weights ``nn_layer.{0,2}.{weight,bias}``.
+    """
+
+    def __init__(self, ch, **kwargs):
+        super().__init__(**kwargs)
+        self.ch = int(ch)
+        self.nn_layer = _conv_pair(self.ch)
+        self.built = True  # weights exist from construction
+
+    def call(self, x):
+        return run_sequential(self.nn_layer, x)
+
+    def get_config(self):
+        return dict(super().get_config(), ch=self.ch)
+
+
+class Rev3DPart1(AdditiveCoupling):
+    """Official ``rev_3d_part1(in_ch, n)``: reversible block over ``n`` channel groups.
+
+    ``x_0 .. x_{n-1} = chunk(x, n)``; ``y_0 = x_{n-1} + f_0(x_0)``,
+    ``y_i = x_{n-1-i} + f_i(y_{i-1})``; output ``concat(y_0 .. y_{n-1})``. Weights
+    ``f.<i>.nn_layer.{0,2}.*``. Input/output ``[N, D, H, W, in_ch]``; ``in_ch % n == 0``, n >= 2.
+    """
+
+    def __init__(self, in_ch, n, **kwargs):
+        in_ch, n = int(in_ch), int(n)
+        if n < 2 or in_ch % n:
+            raise ValueError(f'rev_3d_part1 needs num_group >= 2 dividing {in_ch} channels; '
+                             f'got num_group={n}')
+        super().__init__(addends=[n - 1 - i for i in range(n)], seed=0, axis=-1, **kwargs)
+        self.in_ch, self.n = in_ch, n
+        self.f = [FGLayer(in_ch // n, name=f'f_{i}') for i in range(n)]
+        self.built = True
+
+    def coupling_functions(self):
+        return list(self.f)
+
+    def get_config(self):
+        cfg = super().get_config()
+        for k in ('addends', 'seed', 'axis'):
+            cfg.pop(k)
+        return dict(cfg, in_ch=self.in_ch, n=self.n)
+
+
+class Rev3DPart(AdditiveCoupling):
+    """Official ``rev_3d_part(in_ch)``: ``x1, x2`` = channel halves, ``y1 = x1 + f1(x2)``,
+    ``y2 = x2 + g1(y1)``, output ``concat(y1, y2)``.
+
+    Weights ``f1.{0,2}.*`` and ``g1.{0,2}.*`` (each ``Conv3d(in_ch, in_ch, 3, p1) - LeakyReLU -
+    Conv3d``). Input/output ``[N, D, H, W, 2 * in_ch]``.
+    """
+
+    def __init__(self, in_ch, **kwargs):
+        super().__init__(addends=(0, 1), seed=1, axis=-1, **kwargs)
+        self.in_ch = int(in_ch)
+        self.f1 = _conv_pair(self.in_ch)
+        self.g1 = _conv_pair(self.in_ch)
+        self.built = True
+
+    def coupling_functions(self):
+        return [lambda x: run_sequential(self.f1, x), lambda x: run_sequential(self.g1, x)]
+
+    def get_config(self):
+        cfg = super().get_config()
+        for k in ('addends', 'seed', 'axis'):
+            cfg.pop(k)
+        return dict(cfg, in_ch=self.in_ch)
+
+
+def _bhw_to_hwb(m):
+    """Official mask layout (cr, H, W) -> ours (H, W, cr)."""
+    return np.transpose(m, (1, 2, 0))
+
+
+def meas_re_from_measurement(meas, mask):
+    """The official input normalisation ``meas / mask_s``, ``mask_s = sum_t mask_t`` with zeros
+    set to 1. ``meas`` ``[N, H, W]``, ``mask`` ``[H, W, cr]`` (numpy or TF); returns
+    ``[N, H, W]``."""
+    if isinstance(meas, np.ndarray) and isinstance(mask, np.ndarray):
+        mask_s = mask.astype(np.float32).sum(-1)
+        mask_s[mask_s == 0] = 1
+        return (meas.astype(np.float32) / mask_s).astype(np.float32)
+    mask_s = tf.reduce_sum(tf.cast(mask, tf.float32), -1)
+    mask_s = tf.where(mask_s == 0, tf.ones_like(mask_s), mask_s)
+    return tf.cast(meas, tf.float32) / mask_s
+
+
+def load_mask(path, key='mask'):
+    """Sensing mask ``[H, W, cr]`` float32 from a MATLAB ``.mat`` (v5 or v7.3), ``.npy`` or
+    ``.npz`` file (variable ``key``), as the official ``train/mask.mat``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'mask file not found: {path} (revsci.mask_file)')
+    ext = os.path.splitext(path)[1].lower()
+    if ext == '.npy':
+        mask = np.load(path)
+    elif ext == '.npz':
+        with np.load(path) as data:
+            if key not in data.files:
+                raise KeyError(f'{path} has no array {key!r} (revsci.mask_key); '
+                               f'it has {data.files}')
+            mask = data[key]
+    else:
+        import scipy.io
+        try:
+            data = scipy.io.loadmat(path)
+        except NotImplementedError:  # MATLAB v7.3 = HDF5, dimensions reversed
+            import h5py
+            with h5py.File(path, 'r') as f:
+                if key not in f:
+                    raise KeyError(f'{path} has no variable {key!r} (revsci.mask_key); '
+                                   f'it has {list(f)}')
+                mask = np.asarray(f[key]).T
+        else:
+            if key not in data:
+                names = [k for k in data if not k.startswith('__')]
+                raise KeyError(f'{path} has no variable {key!r} (revsci.mask_key); it has {names}')
+            mask = data[key]
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.ndim != 3:
+        raise ValueError(f'{path}: mask {key!r} must be H x W x cr; got shape {mask.shape}')
+    return mask
+
+
+class RevSCI(keras.Model):
+    """RevSCI-net (official ``re_3dcnn`` / ``re_3dcnn1``).
+
+    Args:
+        variant (str): 're_3dcnn' (blocks ``rev_3d_part1(64, num_group)``, the paper's model)
+            or 're_3dcnn1' (blocks ``rev_3d_part(32)`` with f1/g1; num_group unused).
+        num_block (int): reversible blocks (official default 18).
+        num_group (int): channel groups per 're_3dcnn' block (official default 2).
+        compress_ratio (int): frames per measurement, the official ``B`` (8).
+        mask_size ((int, int)): ``[H, W]`` of the mask = of the measurement (official ``size``).
+        reversible (bool): memory-saving recomputing backward in training calls; False = plain
+            autograd (every block activation stored). Forward values are identical.
+        jit_compile (bool): accepted for the runner's interface; unused (no XLA-only ops here).
+
+    Call: ``model(meas_re, training)`` with ``meas_re`` ``[N, H, W]`` or ``[N, H, W, 1]``, or
+    ``model((meas_re, mask))`` to use another mask ``[H, W, cr]`` / ``[N, H, W, cr]``.
+    Returns ``[N, cr, H, W]``.
+    """
+
+    def __init__(self, variant='re_3dcnn', num_block=18, num_group=2, compress_ratio=8,
+                 mask_size=(256, 256), reversible=True, jit_compile=False, **kwargs):
+        super().__init__(**kwargs)
+        if variant not in VARIANTS:
+            raise ValueError(f'unknown RevSCI variant {variant!r} (revsci.variant); '
+                             f'choose one of {sorted(VARIANTS)}')
+        num_block, num_group, cr = int(num_block), int(num_group), int(compress_ratio)
+        h, w = (int(s) for s in mask_size)
+        if num_block < 0 or cr < 1:
+            raise ValueError(f'RevSCI needs num_block >= 0 and compress_ratio >= 1; got '
+                             f'{num_block}, {cr}')
+        if h <= 0 or w <= 0 or h % 2 or w % 2:
+            raise ValueError(f'RevSCI mask_size must be positive and even (stride-2 encoder and '
+                             f'x2 decoder); got {[h, w]} (revsci.mask_size)')
+        self.arch = dict(variant=variant, num_block=num_block,
+                         num_group=num_group if variant == 're_3dcnn' else None)
+        self.variant, self.num_block, self.num_group = variant, num_block, num_group
+        self.compress_ratio, self.mask_size = cr, (h, w)
+        self.reversible, self.jit_compile = bool(reversible), bool(jit_compile)
+        self.num_frame, self.num_in_ch = cr, 1  # for the freezer's sidecar
+
+        self.conv1 = [Conv3d(1, 16, 5, 1, 2), _lrelu(), Conv3d(16, 32, 3, 1, 1), _lrelu(),
+                      Conv3d(32, 32, 1, 1, 0), _lrelu(), Conv3d(32, NUM_FEAT, 3, (1, 2, 2), 1),
+                      _lrelu()]
+        self.conv2 = [ConvTranspose3d(NUM_FEAT, 32, (1, 3, 3), (1, 2, 2), (0, 1, 1), (0, 1, 1)),
+                      _lrelu(), Conv3d(32, 32, 3, 1, 1), _lrelu(), Conv3d(32, 16, 1, 1, 0),
+                      _lrelu(), Conv3d(16, 1, 3, 1, 1)]
+        if variant == 're_3dcnn':
+            blocks = [Rev3DPart1(NUM_FEAT, num_group, name=f'layers_{i}') for i in range(num_block)]
+        else:
+            blocks = [Rev3DPart(NUM_FEAT // 2, name=f'layers_{i}') for i in range(num_block)]
+        # held privately: ``keras.Model.layers`` is taken; torch_weights() names them layers.<i>
+        self._rev_layers = ReversibleSequence(blocks, name='layers')
+        self.mask = self.add_weight(name='mask', shape=(h, w, cr), initializer='zeros',
+                                    trainable=False)
+        self.built = True  # every weight exists now: no symbolic build-by-call on first use
+
+    # ------------------------------------------------------------------ weights
+    def torch_weights(self):
+        """``layers.<i>.*`` (the ModuleList) and ``mask`` (the official module attribute)."""
+        out = dict(torch_state_variables(self._rev_layers, 'layers.'))
+        out['mask'] = (self.mask, _bhw_to_hwb)
+        return out
+
+    @property
+    def blocks(self):
+        return self._rev_layers.blocks
+
+    def set_mask(self, mask):
+        """Store the sensing mask ``[H, W, cr]`` (e.g. from :func:`load_mask`)."""
+        mask = np.asarray(mask, dtype=np.float32)
+        expected = (*self.mask_size, self.compress_ratio)
+        if mask.shape != expected:
+            raise ValueError(f'mask of shape {mask.shape} does not fit this RevSCI, built for '
+                             f'[H, W, cr] = {list(expected)} (revsci.mask_size, '
+                             f'revsci.compress_ratio)')
+        self.mask.assign(mask)
+
+    def has_mask(self):
+        return bool(np.any(self.mask.numpy() != 0))
+
+    # ------------------------------------------------------------------ input
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            return inputs['meas_re'], inputs.get('mask')
+        if isinstance(inputs, (tuple, list)):
+            if len(inputs) != 2:
+                raise ValueError(f'RevSCI takes meas_re or (meas_re, mask); '
+                                 f'got {len(inputs)} inputs')
+            return inputs[0], inputs[1]
+        return inputs, None
+
+    def check_input(self, meas_re, mask=None):
+        """Fail early, naming the shapes, when the inputs do not fit the model."""
+        shape = meas_re.shape
+        if shape.rank not in (3, 4) or (shape.rank == 4 and shape[-1] not in (None, 1)):
+            raise ValueError(f'RevSCI expects the normalised measurement meas_re [N, H, W] (or '
+                             f'[N, H, W, 1]); got shape {shape}')
+        h, w = shape[1], shape[2]
+        if mask is None:
+            mh, mw = self.mask_size
+            where = f'the model mask is {self.mask_size[0]}x{self.mask_size[1]} (revsci.mask_size)'
+        else:
+            mshape = mask.shape
+            if mshape.rank not in (3, 4) or mshape[-1] not in (None, self.compress_ratio):
+                raise ValueError(f'RevSCI mask must be [H, W, {self.compress_ratio}] or '
+                                 f'[N, H, W, {self.compress_ratio}]; got shape {mshape}')
+            mh, mw = mshape[-3], mshape[-2]
+            where = f'the given mask is {mh}x{mw}'
+        for name, size, msize in (('height', h, mh), ('width', w, mw)):
+            if size is not None and msize is not None and size != msize:
+                raise ValueError(f'RevSCI measurement {name} {size} does not match the mask: '
+                                 f'{where}; meas_re shape {shape}')
+            if size is not None and size % 2:
+                raise ValueError(f'RevSCI measurement {name} must be even; got {size} '
+                                 f'(shape {shape})')
+
+    def network_input(self, meas_re, mask=None):
+        """``meas_re + mask * meas_re`` as the official forward: ``[N, cr, H, W, 1]``."""
+        meas_re = tf.convert_to_tensor(meas_re, tf.float32)
+        if mask is not None:
+            mask = tf.convert_to_tensor(mask, tf.float32)
+        self.check_input(meas_re, mask)
+        if meas_re.shape.rank == 3:
+            meas_re = meas_re[..., None]
+        mask = self.mask if mask is None else mask
+        data = meas_re + mask * meas_re                     # [N, H, W, cr]
+        return tf.transpose(data, [0, 3, 1, 2])[..., None]  # [N, cr, H, W, 1]
+
+    # ------------------------------------------------------------------ forward
+    def forward_features(self, inputs):
+        """Forward pass (plain ops) returning the named intermediates.
+
+        Returns a dict: ``net_in`` ``[N, cr, H, W, 1]``; ``conv1_out`` and ``block<i>_out``
+        ``[N, cr, H/2, W/2, 64]``; ``output`` ``[N, cr, H, W]``.
+        """
+        x = self.network_input(*self._split_inputs(inputs))
+        out = {'net_in': x}
+        feat = run_sequential(self.conv1, x)
+        out['conv1_out'] = feat
+        for i, block in enumerate(self.blocks):
+            feat = block(feat)
+            out[f'block{i}_out'] = feat
+        out['output'] = run_sequential(self.conv2, feat)[..., 0]
+        return out
+
+    def call(self, inputs, training=False):
+        x = self.network_input(*self._split_inputs(inputs))
+        feat = run_sequential(self.conv1, x)
+        feat = self._rev_layers(feat, reversible=bool(training) and self.reversible)
+        return run_sequential(self.conv2, feat)[..., 0]
+
+    def reconstruct(self, meas, mask=None):
+        """SCI reconstruction-function convention (:mod:`ascendvsr.tasks.sci`): raw measurement
+        ``meas`` ``[N, H, W]`` (frames' scale) and mask ``[H, W, cr]`` (None = the model's) ->
+        frames ``[N, H, W, cr]`` (frames last). Normalises ``meas`` as the official code does."""
+        mask = self.mask if mask is None else tf.convert_to_tensor(mask, tf.float32)
+        out = self((meas_re_from_measurement(tf.convert_to_tensor(meas), mask), mask),
+                   training=False)
+        return tf.transpose(out, [0, 2, 3, 1])
+
+    # ------------------------------------------------------------------ interface
+    def serving_input_spec(self, cfg=None):
+        """Frozen-graph input: ``meas_re`` ``[None, H, W]`` float32, any batch. H and W are the
+        mask size (``revsci.mask_size``, which the model was built with): the stored mask fixes
+        the measurement size, so they are static."""
+        return tf.TensorSpec([None, *self.mask_size], tf.float32)
+
+    def example_input(self, cfg=None):
+        """A random ``meas_re`` ``[1, H, W]`` in [0, 1) for export checks."""
+        seed = int(cfg.seed) if cfg is not None else 0
+        return np.random.default_rng(seed).random((1, *self.mask_size), dtype=np.float32)
+
+    def get_config(self):
+        return dict(variant=self.variant, num_block=self.num_block, num_group=self.num_group,
+                    compress_ratio=self.compress_ratio, mask_size=list(self.mask_size),
+                    reversible=self.reversible, jit_compile=self.jit_compile, name=self.name)
+
+
+def revsci_kwargs(cfg):
+    """RevSCI constructor arguments from the config tree (``cfg.revsci``)."""
+    r = cfg.revsci
+    return dict(variant=r.variant, num_block=r.num_block, num_group=r.num_group,
+                compress_ratio=r.compress_ratio, mask_size=tuple(r.mask_size),
+                reversible=r.reversible)
+
+
+@register('RevSCI')
+def build_revsci(cfg, **overrides):
+    """Build RevSCI from ``cfg.revsci``; loads ``revsci.mask_file`` into the model's mask."""
+    kwargs = revsci_kwargs(cfg)
+    kwargs.update(overrides)
+    model = RevSCI(name='RevSCI', **kwargs)
+    if cfg.revsci.mask_file:
+        model.set_mask(load_mask(cfg.revsci.mask_file, cfg.revsci.mask_key))
+    return model
