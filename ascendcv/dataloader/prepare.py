@@ -18,11 +18,11 @@ The dataset is written into a hidden staging folder next to ``out`` (every PNG w
 atomically with :func:`ascendcv.utils.video_io.write_png`) and moved into place at the end, so
 an interrupted run never leaves a half-built dataset at ``out``.
 """
-import json
 import os
 import shutil
 import uuid
 
+from ascendcv.utils.fileio import atomic_write_json as _write_json
 from ascendcv.utils.video_io import SAMPLE_VIDEOS, VideoError, read_frames, sample_video_path, \
     write_png
 
@@ -82,15 +82,6 @@ def _as_list(sources, name):
 
 def _is_nonempty_dir(path):
     return os.path.isdir(path) and bool(os.listdir(path))
-
-
-def _write_json(path, obj):
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f'.tmp-{uuid.uuid4().hex[:8]}-{name}')
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-        f.write('\n')
-    os.replace(tmp, path)
 
 
 def _install(staging, out, overwrite):

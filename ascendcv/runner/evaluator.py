@@ -7,7 +7,6 @@ Prints, like the original EDVR evaluation::
     ...
     Average PSNR = 27.8 dB, SSIM = 0.80 over 4 videos
 """
-import json
 import os
 import time
 
@@ -17,14 +16,7 @@ from tqdm import tqdm
 from ascendcv.dataloader.frame_indices import generate_frame_indices
 from ascendcv.utils.metrics import calculate_psnr, calculate_ssim
 from ascendcv.utils.video_io import to_uint8
-
-
-def _atomic_json(path, obj):
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path) or '.', '.tmp-' + os.path.basename(path))
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+from ascendcv.utils.fileio import atomic_write_json as _atomic_json
 
 
 def restore_frames(predict, lr, num_frame, padding, batch_size=1, desc=None, centers=None):

@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from ascendcv.utils.fileio import atomic_write_bytes as _atomic_write
+
 
 def serving_function(model, cfg):
     """A ``tf.function`` with the frozen signature described in the module docstring.
@@ -90,20 +92,6 @@ def freeze(model, cfg, path):
     _atomic_write(path, graph_def.SerializeToString())
     _atomic_write(os.path.splitext(path)[0] + '.json', json.dumps(meta, indent=1).encode())
     return path, meta
-
-
-def _atomic_write(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, '.tmp-' + os.path.basename(path))
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OSError(f'cannot write {path}: {err}') from err
 
 
 class FrozenGraphModel:

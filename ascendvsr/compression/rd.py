@@ -7,25 +7,12 @@ columns. Files are written atomically (temporary name, then rename).
 import csv
 import io
 import math
-import os
+from ascendcv.utils.fileio import atomic_write_bytes as _atomic_write
 
 __all__ = ['write_rd_csv', 'read_rd_csv', 'plot_rd', 'nice_ticks']
 
 _PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189),
             (140, 86, 75), (227, 119, 194), (127, 127, 127)]
-
-
-def _atomic_write(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, '.tmp-' + os.path.basename(path))
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_rd_csv(path, rows):

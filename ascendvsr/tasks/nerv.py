@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ascendvsr.tasks import register_task
+from ascendcv.utils.fileio import atomic_write_json as _atomic_json
 
 # ============================================================================ SSIM / MS-SSIM
 # Definitions of pytorch_msssim 0.2.1 (the official NeRV dependency): 11-tap Gaussian window
@@ -240,14 +241,6 @@ def clear_video_cache():
 
 
 # ============================================================================ task
-
-def _atomic_json(path, obj):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, '.tmp-' + os.path.basename(path))
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _step_of(checkpoint):

@@ -20,7 +20,6 @@ the full map, data range 1. PSNR/SSIM are averaged over the frames of a dataset,
 ``mean`` over datasets. Datasets whose name starts with an entry of
 ``sci.first_measurement_only`` (PnP-SCI: runner, drop) are scored on their first measurement only.
 """
-import json
 import os
 import time
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from ascendcv.dataloader.sci import (SciDataError, load_mask, load_mat, measure,
                                      normalize_measurement_tf, split_frames)
 from ascendvsr.tasks import register_task
+from ascendcv.utils.fileio import atomic_write_json as _atomic_json
 
 __all__ = ['psnr_sci', 'ssim_matlab', 'evaluate_sci', 'reconstruct_files', 'list_sci_files',
            'network_reconstruct_fn', 'write_grid', 'SciTask', 'GapTvTask', 'CONVENTIONS',
@@ -132,18 +132,6 @@ def list_sci_files(folder, names=()):
     if not files:
         raise SciDataError(f'no .mat files in {folder!r} (sci.data_dir)')
     return sorted(files, key=_order_key)
-
-
-def _atomic_json(path, obj):
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path) or '.', f'.tmp-{os.getpid()}-{os.path.basename(path)}')
-    try:
-        with open(tmp, 'w') as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _mask_for(data, cfg, path):
