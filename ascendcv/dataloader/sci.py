@@ -387,8 +387,8 @@ class SciClipDataset:
 
     Args:
         sources: one source or a list of them; a source is a uint8 array ``[T, H, W]`` (gray) or
-            ``[T, H, W, 3]`` (RGB), a video file (decoded once, kept in memory as luma) or a
-            folder of frames (read lazily, ``num_frames`` frames per sample). RGB becomes
+            ``[T, H, W, 3]`` (RGB), a video file (decoded once, kept in memory as luma), a bundled
+            sample clip by name (``'bikes'``, ``'carphone'``, ``'bigbuckbunny'``) or a folder of frames (read lazily, ``num_frames`` frames per sample). RGB becomes
             ITU-R BT.601 luma (:func:`rgb_to_luma`).
         crop_size (int): square crop side (the mask's size for the official settings, 256).
         num_frames (int): frames per sample = compression ratio ``B`` (8).
@@ -424,9 +424,12 @@ class SciClipDataset:
         if isinstance(source, np.ndarray):
             name = f'array{index}'
             return _Clip(name, frames=np.ascontiguousarray(_as_luma_frames(source, name)))
+        from ascendcv.dataloader.video_frames import resolve_source
         from ascendcv.utils.video_io import VideoError, list_frame_files, read_video
         source = os.fspath(source)
         try:
+            if not os.path.exists(source):
+                source = resolve_source(source)  # a bundled sample clip by name ('bikes', ...)
             if os.path.isdir(source):
                 files = list_frame_files(source)
                 if not files:

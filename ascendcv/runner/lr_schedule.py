@@ -36,12 +36,36 @@ class Constant:
         return self.base_lr
 
 
+class StepDecay:
+    """``lr = base * gamma ** floor((step - 1) / step_size)``: the rate is multiplied by ``gamma``
+    after every ``step_size`` steps (PyTorch ``StepLR``; RevSCI-net's x0.95 every 5 epochs with
+    ``step_size`` = 5 epochs of steps). ``until`` > 0 stops the decay after that many steps
+    (RevSCI-net decays only during its first 150 epochs)."""
+
+    def __init__(self, base_lr, step_size, gamma, until=0):
+        if int(step_size) < 1 or not 0 < float(gamma):
+            raise ValueError(f'solver.lr_step_size must be >= 1 and solver.lr_gamma > 0; got '
+                             f'{step_size}, {gamma}')
+        self.base_lr, self.step_size = float(base_lr), int(step_size)
+        self.gamma, self.until = float(gamma), int(until)
+
+    def __call__(self, step):
+        done = step - 1 if self.until <= 0 else min(step - 1, self.until)
+        return self.base_lr * self.gamma ** (done // self.step_size)
+
+
+SCHEDULES = ('cosine_restart', 'constant', 'step')
+
+
 def build_lr_schedule(solver_cfg, scale=1.0):
     base = solver_cfg.lr * scale
+    if solver_cfg.lr_schedule == 'step':
+        return StepDecay(base, solver_cfg.lr_step_size, solver_cfg.lr_gamma,
+                         solver_cfg.lr_decay_until)
     if solver_cfg.lr_schedule == 'cosine_restart':
         return CosineAnnealingRestart(base, solver_cfg.periods, solver_cfg.restart_weights,
                                       solver_cfg.eta_min * scale)
     if solver_cfg.lr_schedule == 'constant':
         return Constant(base)
-    raise ValueError(f"solver.lr_schedule must be 'cosine_restart' or 'constant', "
+    raise ValueError(f"solver.lr_schedule must be one of {SCHEDULES}, "
                      f"got {solver_cfg.lr_schedule!r}")

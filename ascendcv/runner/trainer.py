@@ -126,7 +126,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self):
-        """Run until ``solver.total_steps``; returns the final step.
+        """Run until ``solver.total_steps`` (or ``solver.time_limit_minutes`` of wall time, then
+        with a checkpoint); returns the final step.
 
         Raises :class:`NonFiniteLossError` (after logging it) when the loss becomes non-finite;
         the weights of that step are not applied and the last checkpoint stays the newest.
@@ -147,8 +148,14 @@ class Trainer:
         data = iter(self.pipeline_fn(start))
         t_interval, n_interval, losses, t_first = 0.0, 0, [], 0.0
         step = start
+        limit = float(s.time_limit_minutes) * 60.0
+        if limit > 0 and self.backend.world_size > 1 and not hasattr(self.backend, 'hvd'):
+            raise ValueError('solver.time_limit_minutes works with one process or Horovod '
+                             '(solver.distributed=horovod), not with tf.distribute')
+        t_start = time.monotonic()
         self.log.info(f'Start training at step {start + 1} of {s.total_steps} '
-                      f'(batch {cfg.data.batch_size} x {self.backend.world_size} workers)')
+                      f'(batch {cfg.data.batch_size} x {self.backend.world_size} workers)'
+                      + (f', time limit {s.time_limit_minutes:g} min' if limit > 0 else ''))
         while step < s.total_steps:
             step += 1
             lr = self.schedule(step)
@@ -183,8 +190,14 @@ class Trainer:
                         tf.summary.scalar('fps', fps)
                     writer.flush()
                 t_interval, n_interval, losses = 0.0, 0, []
-            if step % s.checkpoint_interval == 0 or step == s.total_steps:
+            out_of_time = limit > 0 and bool(  # every rank stops at the same step
+                self.backend.all_true(time.monotonic() - t_start >= limit))
+            if step % s.checkpoint_interval == 0 or step == s.total_steps or out_of_time:
                 self.save()
+            if out_of_time:
+                self.log.info(f'Time limit of {s.time_limit_minutes:g} min reached at step {step} '
+                              f'of {s.total_steps}: stopped (rerun to continue)')
+                break
         if self.backend.world_size > 1:
             div = self.backend.weight_divergence(self.model.trainable_variables)
             self.log.info(f'Weights on the {self.backend.world_size} ranks: max deviation from '

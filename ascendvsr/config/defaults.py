@@ -74,10 +74,14 @@ _C.solver.lr = 4e-4                     # base learning rate
 _C.solver.beta1 = 0.9                   # Adam beta1
 _C.solver.beta2 = 0.99                  # Adam beta2 (EDVR/BasicSR use 0.99)
 _C.solver.epsilon = 1e-8                # Adam epsilon
-_C.solver.lr_schedule = 'cosine_restart'  # cosine_restart (BasicSR CosineAnnealingRestartLR) | constant
+_C.solver.lr_schedule = 'cosine_restart'  # cosine_restart (BasicSR CosineAnnealingRestartLR) | constant | step
 _C.solver.periods = [50000, 100000, 150000, 150000, 150000]  # cosine periods (steps), summing to total
 _C.solver.restart_weights = [1.0, 0.5, 0.5, 0.5, 0.5]         # lr weight at each restart
 _C.solver.eta_min = 1e-7                # minimum learning rate of the cosine schedule
+_C.solver.lr_step_size = 1000           # step schedule: multiply lr by lr_gamma every N steps
+_C.solver.lr_gamma = 0.5                # step schedule: decay factor
+_C.solver.lr_decay_until = 0            # step schedule: no further decay after N steps (0 = never stop)
+_C.solver.time_limit_minutes = 0.0      # stop (with a checkpoint) after N minutes of training; 0 = no limit
 _C.solver.tsa_iter = 50000              # first N steps train only the fusion (TSA) module; 0 = off
 _C.solver.loss = 'charbonnier'          # charbonnier | l1 | l2
 _C.solver.loss_reduction = 'sum'        # sum (EDVR/BasicSR EDVR setting) | mean

@@ -9,7 +9,8 @@ Reads, without torch and without the official classes (:mod:`ascendcv.utils.torc
   legacy files with storages on ``cuda:0``): the weights only; the mask must already be in the
   model (``revsci.mask_file``, :meth:`RevSCI.set_mask`).
 
-The variant (``re_3dcnn`` / ``re_3dcnn1``), ``num_block`` and ``num_group`` are inferred from the
+The variant (``re_3dcnn`` / ``re_3dcnn1`` / ``color``, the colour model, recognised by its
+``fuse_r`` weights), ``num_block`` and ``num_group`` are inferred from the
 keys and compared with the model's; a mismatch, a mask of another size, missing or unexpected
 keys raise :class:`CheckpointError` naming the file and what differs.
 """
@@ -30,7 +31,9 @@ def infer_revsci_arch(sd):
     ``num_group`` is None for ``re_3dcnn1``. Raises :class:`CheckpointError` for other models.
     """
     blocks = {int(m.group(1)) for k in sd for m in [re.match(r'layers\.(\d+)\.', k)] if m}
-    if any(re.match(r'layers\.\d+\.f\.\d+\.nn_layer\.', k) for k in sd):
+    if 'fuse_r.0.weight' in sd:  # only the colour model has fuse_r (and 2 input channels)
+        variant, num_group = 'color', None
+    elif any(re.match(r'layers\.\d+\.f\.\d+\.nn_layer\.', k) for k in sd):
         variant = 're_3dcnn'
         groups = {int(m.group(1)) for k in sd
                   for m in [re.match(r'layers\.0\.f\.(\d+)\.nn_layer\.', k)] if m}
@@ -83,7 +86,9 @@ def assign_revsci_state(model, sd, mask=None, source='checkpoint', class_name=No
     and copy it in. ``source`` names the origin in error messages."""
     arch = infer_revsci_arch(sd)
     official = (class_name or '').split('.')[-1]
-    if official in ('re_3dcnn', 're_3dcnn1') and arch['variant'] not in (None, official):
+    # the colour model's official class is also named re_3dcnn1 (in "color model/models.py")
+    allowed = {'re_3dcnn': ('re_3dcnn',), 're_3dcnn1': ('re_3dcnn1', 'color')}.get(official)
+    if allowed and arch['variant'] not in (None, *allowed):
         raise CheckpointError(f'{source}: class {official} but {arch["variant"]} weight names')
     if official in ('re_3dcnn', 're_3dcnn1') and arch['variant'] is None:
         arch['variant'] = official

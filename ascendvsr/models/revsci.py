@@ -22,6 +22,19 @@ whole-module checkpoints carry): a non-trainable weight ``mask`` of shape ``[H, 
 from ``revsci.mask_file`` at build time, or with :meth:`RevSCI.set_mask`. A call may override it:
 ``model((meas_re, mask))`` with ``mask`` ``[H, W, cr]`` or ``[N, H, W, cr]``.
 
+Colour (``variant='color'``, the official "color model", Bayer RGGB measurements of RGB video,
+official setting B = 24 at 1080x1920)::
+
+    meas_re [N, H, W]            normalised Bayer measurement  sum_t mask_t * raw_t / mask_s
+    net_in  [N, cr, H, W, 2]     channel 0 = mask, channel 1 = meas_re (both broadcast over cr)
+    conv1   [N, cr, H/2, W/2, 64]   Conv3d 5^3 (2->16) / 3^3 (16) / 1^3 (32) / (1,3,3) stride (1,2,2)
+    layers  [N, cr, H/2, W/2, 64]   num_block rev_3d_part(32) blocks
+    conv2   [N, cr, H, W, 3]     ConvTranspose3d (1,3,3) s (1,2,2), Conv3d 3^3 (16) / 1^3 / 3^3 (3)
+    output  [N, cr, H, W, 3]     RGB frames (official layout (N, 3, cr, H, W))
+
+The official colour module also has ``fuse_r`` (``Conv2d(1, 8, 3, p1)``), which its forward
+never uses; it is kept (and loaded) so official checkpoints convert key for key.
+
 The SCI task's reconstruction convention (raw ``meas`` ``[N, H, W]`` -> frames-last video
 ``[N, H, W, cr]``) is :meth:`RevSCI.reconstruct`.
 
@@ -36,6 +49,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ascendcv.layers.conv import Conv2d
 from ascendcv.layers.conv3d import Conv3d, ConvTranspose3d
 from ascendcv.layers.reversible import AdditiveCoupling, ReversibleSequence
 from ascendcv.layers.torch_compat import torch_state_variables
@@ -43,7 +57,10 @@ from ascendvsr.models.registry import register
 
 NEGATIVE_SLOPE = 0.01  # nn.LeakyReLU() default, used everywhere in RevSCI-net
 VARIANTS = {'re_3dcnn': 'rev_3d_part1 blocks (num_group chunks, f.<i>.nn_layer)',
-            're_3dcnn1': 'rev_3d_part blocks (two halves, f1/g1)'}
+            're_3dcnn1': 'rev_3d_part blocks (two halves, f1/g1)',
+            'color': 'colour model ("color model/models.py" re_3dcnn1): RGGB Bayer measurement '
+                     '-> RGB frames, rev_3d_part blocks'}
+COLOR_CHANNELS = 3
 NUM_FEAT = 64  # channels between conv1 and conv2 (fixed in the official code)
 
 
@@ -193,8 +210,9 @@ class RevSCI(keras.Model):
     """RevSCI-net (official ``re_3dcnn`` / ``re_3dcnn1``).
 
     Args:
-        variant (str): 're_3dcnn' (blocks ``rev_3d_part1(64, num_group)``, the paper's model)
-            or 're_3dcnn1' (blocks ``rev_3d_part(32)`` with f1/g1; num_group unused).
+        variant (str): 're_3dcnn' (blocks ``rev_3d_part1(64, num_group)``, the paper's model),
+            're_3dcnn1' (blocks ``rev_3d_part(32)`` with f1/g1; num_group unused) or 'color'
+            (the colour model: Bayer measurement in, RGB frames out; rev_3d_part blocks).
         num_block (int): reversible blocks (official default 18).
         num_group (int): channel groups per 're_3dcnn' block (official default 2).
         compress_ratio (int): frames per measurement, the official ``B`` (8).
@@ -205,7 +223,8 @@ class RevSCI(keras.Model):
 
     Call: ``model(meas_re, training)`` with ``meas_re`` ``[N, H, W]`` or ``[N, H, W, 1]``, or
     ``model((meas_re, mask))`` to use another mask ``[H, W, cr]`` / ``[N, H, W, cr]``.
-    Returns ``[N, cr, H, W]``.
+    Returns ``[N, cr, H, W]`` (grayscale) or ``[N, cr, H, W, 3]`` (``variant='color'``, the
+    input being a Bayer RGGB measurement).
     """
 
     def __init__(self, variant='re_3dcnn', num_block=18, num_group=2, compress_ratio=8,
@@ -224,17 +243,27 @@ class RevSCI(keras.Model):
                              f'x2 decoder); got {[h, w]} (revsci.mask_size)')
         self.arch = dict(variant=variant, num_block=num_block,
                          num_group=num_group if variant == 're_3dcnn' else None)
+        self.color = variant == 'color'
         self.variant, self.num_block, self.num_group = variant, num_block, num_group
         self.compress_ratio, self.mask_size = cr, (h, w)
         self.reversible, self.jit_compile = bool(reversible), bool(jit_compile)
         self.num_frame, self.num_in_ch = cr, 1  # for the freezer's sidecar
 
-        self.conv1 = [Conv3d(1, 16, 5, 1, 2), _lrelu(), Conv3d(16, 32, 3, 1, 1), _lrelu(),
-                      Conv3d(32, 32, 1, 1, 0), _lrelu(), Conv3d(32, NUM_FEAT, 3, (1, 2, 2), 1),
-                      _lrelu()]
+        if self.color:  # "color model/models.py": other widths, 2 input / 3 output channels
+            self.conv1 = [Conv3d(2, 16, 5, 1, 2), _lrelu(), Conv3d(16, 16, 3, 1, 1), _lrelu(),
+                          Conv3d(16, 32, 1, 1, 0), _lrelu(),
+                          Conv3d(32, NUM_FEAT, (1, 3, 3), (1, 2, 2), (0, 1, 1)), _lrelu()]
+            mid, out_ch = 16, COLOR_CHANNELS
+        else:
+            self.conv1 = [Conv3d(1, 16, 5, 1, 2), _lrelu(), Conv3d(16, 32, 3, 1, 1), _lrelu(),
+                          Conv3d(32, 32, 1, 1, 0), _lrelu(),
+                          Conv3d(32, NUM_FEAT, 3, (1, 2, 2), 1), _lrelu()]
+            mid, out_ch = 32, 1
         self.conv2 = [ConvTranspose3d(NUM_FEAT, 32, (1, 3, 3), (1, 2, 2), (0, 1, 1), (0, 1, 1)),
-                      _lrelu(), Conv3d(32, 32, 3, 1, 1), _lrelu(), Conv3d(32, 16, 1, 1, 0),
-                      _lrelu(), Conv3d(16, 1, 3, 1, 1)]
+                      _lrelu(), Conv3d(32, mid, 3, 1, 1), _lrelu(), Conv3d(mid, 16, 1, 1, 0),
+                      _lrelu(), Conv3d(16, out_ch, 3, 1, 1)]
+        if self.color:  # official fuse_r: in the state dict, unused by the forward pass
+            self.fuse_r = [Conv2d(1, 8, 3, 1, 1)]
         if variant == 're_3dcnn':
             blocks = [Rev3DPart1(NUM_FEAT, num_group, name=f'layers_{i}') for i in range(num_block)]
         else:
@@ -306,7 +335,8 @@ class RevSCI(keras.Model):
                                  f'(shape {shape})')
 
     def network_input(self, meas_re, mask=None):
-        """``meas_re + mask * meas_re`` as the official forward: ``[N, cr, H, W, 1]``."""
+        """The official forward's network input: ``meas_re + mask * meas_re`` ``[N, cr, H, W, 1]``
+        (grayscale), or ``[mask, meas_re]`` stacked on channels ``[N, cr, H, W, 2]`` (colour)."""
         meas_re = tf.convert_to_tensor(meas_re, tf.float32)
         if mask is not None:
             mask = tf.convert_to_tensor(mask, tf.float32)
@@ -314,6 +344,10 @@ class RevSCI(keras.Model):
         if meas_re.shape.rank == 3:
             meas_re = meas_re[..., None]
         mask = self.mask if mask is None else mask
+        if self.color:
+            masks = mask + tf.zeros_like(meas_re)               # [N, H, W, cr]
+            data = tf.stack([masks, meas_re + tf.zeros_like(masks)], axis=-1)
+            return tf.transpose(data, [0, 3, 1, 2, 4])          # [N, cr, H, W, 2]
         data = meas_re + mask * meas_re                     # [N, H, W, cr]
         return tf.transpose(data, [0, 3, 1, 2])[..., None]  # [N, cr, H, W, 1]
 
@@ -321,8 +355,8 @@ class RevSCI(keras.Model):
     def forward_features(self, inputs):
         """Forward pass (plain ops) returning the named intermediates.
 
-        Returns a dict: ``net_in`` ``[N, cr, H, W, 1]``; ``conv1_out`` and ``block<i>_out``
-        ``[N, cr, H/2, W/2, 64]``; ``output`` ``[N, cr, H, W]``.
+        Returns a dict: ``net_in`` ``[N, cr, H, W, 1 | 2]``; ``conv1_out`` and ``block<i>_out``
+        ``[N, cr, H/2, W/2, 64]``; ``output`` ``[N, cr, H, W]`` (colour ``[N, cr, H, W, 3]``).
         """
         x = self.network_input(*self._split_inputs(inputs))
         out = {'net_in': x}
@@ -331,23 +365,27 @@ class RevSCI(keras.Model):
         for i, block in enumerate(self.blocks):
             feat = block(feat)
             out[f'block{i}_out'] = feat
-        out['output'] = run_sequential(self.conv2, feat)[..., 0]
+        out['output'] = self._output(run_sequential(self.conv2, feat))
         return out
+
+    def _output(self, x):
+        return x if self.color else x[..., 0]
 
     def call(self, inputs, training=False):
         x = self.network_input(*self._split_inputs(inputs))
         feat = run_sequential(self.conv1, x)
         feat = self._rev_layers(feat, reversible=bool(training) and self.reversible)
-        return run_sequential(self.conv2, feat)[..., 0]
+        return self._output(run_sequential(self.conv2, feat))
 
     def reconstruct(self, meas, mask=None):
         """SCI reconstruction-function convention (:mod:`ascendvsr.tasks.sci`): raw measurement
         ``meas`` ``[N, H, W]`` (frames' scale) and mask ``[H, W, cr]`` (None = the model's) ->
-        frames ``[N, H, W, cr]`` (frames last). Normalises ``meas`` as the official code does."""
+        frames ``[N, H, W, cr]`` (frames last; colour ``[N, H, W, 3, cr]``, as a colour
+        ``orig``). Normalises ``meas`` as the official code does."""
         mask = self.mask if mask is None else tf.convert_to_tensor(mask, tf.float32)
         out = self((meas_re_from_measurement(tf.convert_to_tensor(meas), mask), mask),
                    training=False)
-        return tf.transpose(out, [0, 2, 3, 1])
+        return tf.transpose(out, [0, 2, 3, 4, 1] if self.color else [0, 2, 3, 1])
 
     # ------------------------------------------------------------------ interface
     def serving_input_spec(self, cfg=None):
