@@ -43,12 +43,12 @@ import numpy as np
 from ascendcv.dataloader.pipeline import _check_int, global_sample_index
 from ascendcv.dataloader.reds import DatasetError, image_size
 
-__all__ = ['SciDataError', 'measure', 'measure_tf', 'adjoint', 'mask_sum', 'mask_sum_tf',
+__all__ = ['SciDataError', 'measure', 'measure_tf', 'is_color', 'adjoint', 'mask_sum', 'mask_sum_tf',
            'normalize_measurement', 'normalize_measurement_tf', 'split_frames', 'load_mat',
            'load_mask', 'random_mask', 'rgb_to_luma', 'bayer_mosaic', 'bayer_split',
            'bayer_merge', 'measure_bayer', 'SciClipDataset', 'build_sci_dataset',
            'load_sci_training_sample', 'build_sci_train_pipeline', 'training_mask',
-           'BAYER_OFFSETS', 'MAT_KEYS']
+           'BAYER_OFFSETS', 'MAT_KEYS', 'simulate_benchmark', 'save_mat']
 
 MAT_KEYS = ('orig', 'mask', 'meas')
 """Variables :func:`load_mat` looks for."""
@@ -149,12 +149,22 @@ def normalize_measurement_tf(meas, mask):
 
 
 def split_frames(orig, b):
-    """``orig [H, W, N]`` -> ``[N // b, H, W, b]``: the ``b`` frames of each measurement."""
+    """``orig [H, W, N]`` -> ``[N // b, H, W, b]``: the ``b`` frames of each measurement; colour
+    ``orig [H, W, 3, N]`` -> ``[N // b, H, W, 3, b]``."""
     orig = np.asarray(orig)
-    if orig.ndim != 3 or orig.shape[-1] % b:
-        raise ValueError(f'orig must be [H, W, N] with N divisible by {b}, got {orig.shape}')
-    h, w, n = orig.shape
-    return np.ascontiguousarray(orig.reshape(h, w, n // b, b).transpose(2, 0, 1, 3))
+    color = orig.ndim == 4 and orig.shape[2] == 3
+    if (orig.ndim != 3 and not color) or orig.shape[-1] % b:
+        raise ValueError(f'orig must be [H, W, N] (or colour [H, W, 3, N]) with N divisible by '
+                         f'{b}, got {orig.shape}')
+    n = orig.shape[-1]
+    split = orig.reshape(orig.shape[:-1] + (n // b, b))
+    return np.ascontiguousarray(np.moveaxis(split, -2, 0))
+
+
+def is_color(orig):
+    """True for colour frames ``[..., H, W, 3, B]`` / ``orig [H, W, 3, N]`` (``ndim >= 4``, 3 on
+    the axis before the frames)."""
+    return np.ndim(orig) >= 4 and np.shape(orig)[-2] == 3
 
 
 # ============================================================================ .mat files
@@ -197,7 +207,8 @@ def load_mat(path, require=()):
 
     Returns:
         dict with the present variables as float32: ``orig [H, W, N]``, ``mask [H, W, B]``,
-        ``meas [H, W, M]`` (a 2-D ``meas`` becomes ``[H, W, 1]``), plus ``'format'``
+        ``meas [H, W, M]`` (a 2-D ``meas`` becomes ``[H, W, 1]``); a colour benchmark's
+        ``orig`` is ``[H, W, 3, N]`` (RGB, measured through an RGGB Bayer filter); plus ``'format'``
         (``'v5'`` / ``'v7.3'``) and ``'path'``.
 
     Raises:
@@ -219,16 +230,16 @@ def load_mat(path, require=()):
             arr = np.asarray(variables[key], np.float32)
             if key == 'meas' and arr.ndim == 2:
                 arr = arr[..., None]
-            if arr.ndim != 3:
-                raise SciDataError(f'{path!r}: {key!r} must be 3-D (H x W x ...), got shape '
-                                   f'{arr.shape}')
+            if arr.ndim != 3 and not (key == 'orig' and arr.ndim == 4 and arr.shape[2] == 3):
+                raise SciDataError(f'{path!r}: {key!r} must be 3-D (H x W x ...; orig may be '
+                                   f'colour H x W x 3 x N), got shape {arr.shape}')
             out[key] = arr
     sizes = {k: out[k].shape[:2] for k in MAT_KEYS if k in out}
     if len(set(sizes.values())) > 1:
         raise SciDataError(f'{path!r}: frame sizes differ: '
                            + ', '.join(f'{k} {v[0]}x{v[1]}' for k, v in sizes.items()))
     if 'orig' in out and 'mask' in out:
-        n, b = out['orig'].shape[2], out['mask'].shape[2]
+        n, b = out['orig'].shape[-1], out['mask'].shape[2]
         if n % b:
             raise SciDataError(f'{path!r}: orig has {n} frames, not a multiple of the {b} mask '
                                f'frames (compression ratio)')
@@ -342,17 +353,18 @@ def measure_bayer(rgb_frames, mask):
 # ============================================================================ training clips
 
 class _Clip:
-    """One training clip: an in-memory grayscale array or a lazily read frame folder."""
+    """One training clip: an in-memory array (luma ``[T, H, W]`` or RGB ``[T, H, W, 3]``) or a
+    lazily read frame folder."""
 
-    def __init__(self, name, frames=None, files=None, size=None):
-        self.name, self.frames, self.files = name, frames, files
+    def __init__(self, name, frames=None, files=None, size=None, color=False):
+        self.name, self.frames, self.files, self.color = name, frames, files, color
         if frames is not None:
             self.num_frames, self.size = frames.shape[0], frames.shape[1:3]
         else:
             self.num_frames, self.size = len(files), size
 
     def window(self, start, length, top, left, crop):
-        """uint8 luma ``[length, crop, crop]`` starting at frame ``start``."""
+        """uint8 ``[length, crop, crop]`` luma (or ``[length, crop, crop, 3]`` RGB) from ``start``."""
         if self.frames is not None:
             return self.frames[start:start + length, top:top + crop, left:left + crop]
         from ascendcv.utils.video_io import VideoError, read_frame_folder
@@ -365,13 +377,19 @@ class _Clip:
             raise SciDataError(f'frames of {folder!r} from index {start} are '
                                f'{rgb.shape[1]}x{rgb.shape[2]}, the first frame is '
                                f'{self.size[0]}x{self.size[1]}')
-        return rgb_to_luma(rgb[:, top:top + crop, left:left + crop])
+        rgb = rgb[:, top:top + crop, left:left + crop]
+        return rgb if self.color else rgb_to_luma(rgb)
 
 
-def _as_luma_frames(frames, name):
+def _as_clip_frames(frames, name, color=False):
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
         raise SciDataError(f'{name}: frames must be uint8, got {frames.dtype}')
+    if color:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise SciDataError(f'{name}: colour SCI training needs RGB frames [T, H, W, 3], got '
+                               f'shape {frames.shape}')
+        return frames
     if frames.ndim == 4 and frames.shape[-1] == 3:
         return rgb_to_luma(frames)
     if frames.ndim == 4 and frames.shape[-1] == 1:
@@ -383,7 +401,7 @@ def _as_luma_frames(frames, name):
 
 
 class SciClipDataset:
-    """Grayscale training clips for video SCI.
+    """Training clips for video SCI: grayscale, or RGB for colour (Bayer) SCI.
 
     Args:
         sources: one source or a list of them; a source is a uint8 array ``[T, H, W]`` (gray) or
@@ -394,13 +412,17 @@ class SciClipDataset:
         num_frames (int): frames per sample = compression ratio ``B`` (8).
         use_flip (bool): random horizontal and vertical flips.
         max_frames (int | None): read at most this many frames of each video file.
+        color (bool): keep RGB (samples ``[c, c, 3, B]``, for Bayer measurements) instead of
+            converting to luma (samples ``[c, c, B]``).
 
     A sample (:meth:`training_sample`) draws, in this order from the generator: a clip
     (uniformly), a start frame, the crop's top and left, then (with ``use_flip``) a horizontal
     and a vertical flip, each with probability 1/2.
     """
 
-    def __init__(self, sources, crop_size=256, num_frames=8, use_flip=True, max_frames=None):
+    def __init__(self, sources, crop_size=256, num_frames=8, use_flip=True, max_frames=None,
+                 color=False):
+        self.color = bool(color)
         self.crop_size = _check_int('crop_size', crop_size, 1)
         self.num_frames = _check_int('num_frames', num_frames, 1)
         self.use_flip = bool(use_flip)
@@ -410,7 +432,7 @@ class SciClipDataset:
         if not sources:
             raise SciDataError('SciClipDataset needs at least one source (sci.train_sources is '
                                'empty?)')
-        self.clips = [self._load(s, i, max_frames) for i, s in enumerate(sources)]
+        self.clips = [self._load(s, i, max_frames, self.color) for i, s in enumerate(sources)]
         for clip in self.clips:
             if clip.num_frames < self.num_frames:
                 raise SciDataError(f'clip {clip.name!r} has {clip.num_frames} frames, fewer than '
@@ -420,10 +442,11 @@ class SciClipDataset:
                                    f'than the crop {self.crop_size}x{self.crop_size}')
 
     @staticmethod
-    def _load(source, index, max_frames):
+    def _load(source, index, max_frames, color=False):
         if isinstance(source, np.ndarray):
             name = f'array{index}'
-            return _Clip(name, frames=np.ascontiguousarray(_as_luma_frames(source, name)))
+            return _Clip(name, frames=np.ascontiguousarray(_as_clip_frames(source, name, color)),
+                         color=color)
         from ascendcv.dataloader.video_frames import resolve_source
         from ascendcv.utils.video_io import VideoError, list_frame_files, read_video
         source = os.fspath(source)
@@ -434,9 +457,10 @@ class SciClipDataset:
                 files = list_frame_files(source)
                 if not files:
                     raise SciDataError(f'no image files in frame folder {source!r}')
-                return _Clip(source, files=files, size=image_size(files[0]))
+                return _Clip(source, files=files, size=image_size(files[0]), color=color)
             if os.path.isfile(source):
-                return _Clip(source, frames=rgb_to_luma(read_video(source, max_frames)))
+                rgb = read_video(source, max_frames)
+                return _Clip(source, frames=rgb if color else rgb_to_luma(rgb), color=color)
         except VideoError as exc:
             raise SciDataError(str(exc)) from None
         raise SciDataError(f'training source not found (expected a video file or a frame '
@@ -447,17 +471,19 @@ class SciClipDataset:
 
     def describe(self):
         frames = sum(c.num_frames for c in self.clips)
-        return (f'SCI training clips: {len(self.clips)} clips, {frames} frames, crop '
-                f'{self.crop_size}, {self.num_frames} frames per measurement')
+        return (f'SCI training clips ({"RGB, Bayer measurements" if self.color else "luma"}): '
+                f'{len(self.clips)} clips, {frames} frames, crop {self.crop_size}, '
+                f'{self.num_frames} frames per measurement')
 
     def training_video(self, rng):
-        """uint8 ``[crop, crop, B]`` frames (frames on the last axis) drawn with ``rng``."""
+        """uint8 ``[crop, crop, B]`` frames (colour ``[crop, crop, 3, B]``; frames on the last
+        axis) drawn with ``rng``."""
         clip = self.clips[int(rng.integers(len(self.clips)))]
         c, b = self.crop_size, self.num_frames
         start = int(rng.integers(clip.num_frames - b + 1))
         top = int(rng.integers(clip.size[0] - c + 1))
         left = int(rng.integers(clip.size[1] - c + 1))
-        video = clip.window(start, b, top, left, c)  # [B, c, c]
+        video = clip.window(start, b, top, left, c)  # [B, c, c] or [B, c, c, 3]
         if self.use_flip:
             if rng.random() < 0.5:
                 video = video[:, :, ::-1]
@@ -466,12 +492,12 @@ class SciClipDataset:
         return np.ascontiguousarray(np.moveaxis(video, 0, -1))
 
 
-def build_sci_dataset(cfg):
+def build_sci_dataset(cfg, color=False):
     """:class:`SciClipDataset` from ``cfg.sci`` (``train_sources``, ``crop_size``,
-    ``compression_ratio``, ``use_flip``)."""
+    ``compression_ratio``, ``use_flip``); ``color`` for a colour (Bayer) model."""
     sci = cfg.sci
     return SciClipDataset(list(sci.train_sources), crop_size=sci.crop_size,
-                          num_frames=sci.compression_ratio, use_flip=sci.use_flip)
+                          num_frames=sci.compression_ratio, use_flip=sci.use_flip, color=color)
 
 
 def training_mask(cfg):
@@ -485,7 +511,8 @@ def training_mask(cfg):
 
 def load_sci_training_sample(dataset, index, seed, mask):
     """Sample ``index`` for ``seed``: ``(meas_re [c, c], mask [c, c, B], video [c, c, B])``
-    float32, video in [0, 1].
+    float32, video in [0, 1]; a colour dataset gives ``video [c, c, 3, B]`` and the RGGB Bayer
+    measurement (:func:`measure_bayer`).
 
     ``mask`` is ``[Hm, Wm, B]`` with ``Hm, Wm >= c``; when larger, a ``c x c`` window is drawn
     with the same generator, after the video (default_rng([seed, index])).
@@ -498,14 +525,15 @@ def load_sci_training_sample(dataset, index, seed, mask):
         top, left = int(rng.integers(mh - c + 1)), int(rng.integers(mw - c + 1))
         mask = mask[top:top + c, left:left + c]
     mask = np.ascontiguousarray(mask, np.float32)
-    meas = measure(video, mask)
+    meas = measure_bayer(np.moveaxis(video, -1, 0), mask) if dataset.color else measure(video, mask)
     return normalize_measurement(meas, mask), mask, video
 
 
 def build_sci_train_pipeline(cfg, dataset, mask, seed, start_step=0, rank=0, world_size=1):
     """Infinite deterministic ``tf.data.Dataset`` of SCI training batches.
 
-    Yields ``((meas_re [N, c, c], mask [N, c, c, B]), video [N, c, c, B])`` float32 with
+    Yields ``((meas_re [N, c, c], mask [N, c, c, B]), video [N, c, c, B])`` (colour datasets:
+    ``video [N, c, c, 3, B]``, Bayer measurements) float32 with
     ``N = data.batch_size``, ``c = dataset.crop_size``: the network input of the official
     RevSCI / EfficientSCI code (``meas / mask_s``), the mask of each sample and the target
     frames in [0, 1]. Sample numbering, sharding over ranks and resuming follow
@@ -544,7 +572,7 @@ def build_sci_train_pipeline(cfg, dataset, mask, seed, start_step=0, rank=0, wor
                                               name='load_sci_training_sample')
         meas_re.set_shape((c, c))
         m.set_shape((c, c, b))
-        video.set_shape((c, c, b))
+        video.set_shape((c, c, 3, b) if dataset.color else (c, c, b))
         return (meas_re, m), video
 
     threads = int(data.num_threads)
@@ -555,3 +583,41 @@ def build_sci_train_pipeline(cfg, dataset, mask, seed, start_step=0, rank=0, wor
                 deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
     return ds.prefetch(queue if queue > 0 else tf.data.AUTOTUNE)
+
+
+# ============================================================================ benchmark files
+
+def simulate_benchmark(frames, mask):
+    """A benchmark file's variables from uint8 frames: ``frames`` ``[N, H, W]`` (grayscale) or
+    ``[N, H, W, 3]`` (RGB, measured through the RGGB Bayer filter), ``mask`` ``[H, W, B]`` with
+    ``B`` dividing ``N``. Returns ``{'orig': [H, W, N] | [H, W, 3, N] uint8, 'mask': [H, W, B],
+    'meas': [H, W, N / B] float64}`` (the layout of the ``*_cacti.mat`` files)."""
+    frames, mask = np.asarray(frames), np.asarray(mask)
+    color = frames.ndim == 4 and frames.shape[-1] == 3
+    if frames.dtype != np.uint8 or (frames.ndim != 3 and not color):
+        raise SciDataError(f'frames must be uint8 [N, H, W] or [N, H, W, 3], got {frames.dtype} '
+                           f'{frames.shape}')
+    if mask.ndim != 3 or mask.shape[:2] != frames.shape[1:3]:
+        raise SciDataError(f'mask must be [H, W, B] of the frames\' size {frames.shape[1:3]}, got '
+                           f'{mask.shape}')
+    n, b = frames.shape[0], mask.shape[-1]
+    if n % b:
+        raise SciDataError(f'{n} frames are not a multiple of the compression ratio {b}')
+    orig = np.moveaxis(frames, 0, -1)                          # [H, W, (3,) N]
+    groups = split_frames(orig, b).astype(np.float64)          # [M, H, W, (3,) B]
+    meas = (measure_bayer(np.moveaxis(groups, -1, 1), mask.astype(np.float64)) if color
+            else measure(groups, mask.astype(np.float64)))     # [M, H, W]
+    return {'orig': orig, 'mask': mask, 'meas': np.moveaxis(meas, 0, -1)}
+
+
+def save_mat(path, variables):
+    """Write ``variables`` to a MATLAB v5 ``.mat`` file atomically (temp file, then rename)."""
+    import io
+
+    import scipy.io
+
+    from ascendcv.utils.fileio import atomic_write_bytes
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, variables, do_compression=True)
+    atomic_write_bytes(path, buf.getvalue())
+    return path

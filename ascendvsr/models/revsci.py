@@ -264,6 +264,7 @@ class RevSCI(keras.Model):
                       _lrelu(), Conv3d(16, out_ch, 3, 1, 1)]
         if self.color:  # official fuse_r: in the state dict, unused by the forward pass
             self.fuse_r = [Conv2d(1, 8, 3, 1, 1)]
+            self.fuse_r[0].trainable = False  # no gradient ever reaches it
         if variant == 're_3dcnn':
             blocks = [Rev3DPart1(NUM_FEAT, num_group, name=f'layers_{i}') for i in range(num_block)]
         else:

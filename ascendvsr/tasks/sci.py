@@ -5,7 +5,8 @@ A *reconstruction function* is any callable ``fn(meas, mask) -> video`` with
 
 * ``meas`` float32 ``[N, H, W]`` on the frames' scale (file values / ``sci.max_value``),
 * ``mask`` float32 ``[H, W, B]``,
-* ``video`` ``[N, H, W, B]`` (numpy or tensor), frames in [0, 1].
+* ``video`` ``[N, H, W, B]`` (numpy or tensor), frames in [0, 1]; a colour model (Bayer
+  measurements, e.g. RevSCI ``variant='color'``) returns ``[N, H, W, 3, B]``.
 
 :class:`ascendvsr.models.gap_tv.GapTV` is one; :func:`network_reconstruct_fn` wraps a network that
 takes ``(meas_re, mask)`` (RevSCI / EfficientSCI input ``meas / mask_s``).
@@ -17,7 +18,9 @@ Evaluation conventions (``sci.psnr_convention``), on frames in [0, 1], reconstru
 
 SSIM is MATLAB's ``ssim`` in both: 11x11 Gaussian window (sigma 1.5), replicate padding, mean of
 the full map, data range 1. PSNR/SSIM are averaged over the frames of a dataset, the table's
-``mean`` over datasets. Datasets whose name starts with an entry of
+``mean`` over datasets. Colour benchmarks (``orig [H, W, 3, N]``, measured through an RGGB Bayer
+filter when the file has no ``meas``): PSNR over each RGB frame, SSIM the mean over R, G, B.
+Datasets whose name starts with an entry of
 ``sci.first_measurement_only`` (PnP-SCI: runner, drop) are scored on their first measurement only.
 """
 import os
@@ -26,8 +29,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from ascendcv.dataloader.sci import (SciDataError, load_mask, load_mat, measure,
-                                     normalize_measurement_tf, split_frames)
+from ascendcv.dataloader.sci import (SciDataError, is_color, load_mask, load_mat, measure,
+                                     measure_bayer, normalize_measurement_tf, split_frames)
 from ascendvsr.tasks import register_task
 from ascendcv.utils.fileio import atomic_write_json as _atomic_json
 
@@ -79,13 +82,19 @@ def ssim_matlab(x, ref, data_range=1.0):
 
 
 def _frame_scores(gt, rec, convention):
-    """Per-frame PSNR and SSIM lists for ``gt``/``rec`` ``[M, H, W, B]`` (frame order m*B+t)."""
+    """Per-frame PSNR and SSIM lists for ``gt``/``rec`` ``[M, H, W, B]`` or colour
+    ``[M, H, W, 3, B]`` (frame order m*B+t; colour SSIM = mean over the channels)."""
     peak = None if convention == 'pnp' else 1.0
     psnr, ssim = [], []
     for m in range(gt.shape[0]):
         for t in range(gt.shape[-1]):
-            psnr.append(psnr_sci(gt[m, ..., t], rec[m, ..., t], peak))
-            ssim.append(ssim_matlab(rec[m, ..., t], gt[m, ..., t]))
+            ref, x = gt[m, ..., t], rec[m, ..., t]
+            psnr.append(psnr_sci(ref, x, peak))
+            if ref.ndim == 3:
+                ssim.append(float(np.mean([ssim_matlab(x[..., c], ref[..., c])
+                                           for c in range(ref.shape[-1])])))
+            else:
+                ssim.append(ssim_matlab(x, ref))
     return psnr, ssim
 
 
@@ -160,39 +169,42 @@ class _Runner:
             t0 = time.perf_counter()
             rec = np.asarray(self.fn(meas[start:start + bs], mask), np.float32)
             spent += time.perf_counter() - t0
-            if rec.shape != meas[start:start + bs].shape + mask.shape[-1:]:
-                raise ValueError(f'reconstruction has shape {rec.shape}, expected '
-                                 f'{meas[start:start + bs].shape + mask.shape[-1:]} '
-                                 f'[N, H, W, B]')
+            gray = meas[start:start + bs].shape + mask.shape[-1:]
+            if rec.shape not in (gray, gray[:-1] + (3,) + gray[-1:]):
+                raise ValueError(f'reconstruction has shape {rec.shape}, expected {gray} '
+                                 f'[N, H, W, B] (or colour [N, H, W, 3, B])')
             out.append(rec)
         return np.concatenate(out), spent
 
 
 def write_grid(path, rows, labels):
-    """Write a labelled grayscale grid PNG: ``rows`` is a list of ``[B, H, W]`` float [0, 1]
-    frame rows, ``labels`` one list of ``B`` strings per row (drawn above each tile)."""
+    """Write a labelled grid PNG: ``rows`` is a list of ``[B, H, W]`` (grayscale) or
+    ``[B, H, W, 3]`` (RGB) float [0, 1] frame rows, ``labels`` one list of ``B`` strings per row
+    (drawn above each tile)."""
     from PIL import Image, ImageDraw
 
     from ascendcv.utils.video_io import to_uint8, write_png
     band, gap = 14, 4
-    b, h, w = rows[0].shape
+    b, h, w = rows[0].shape[:3]
+    color = rows[0].ndim == 4
     width = b * w + (b + 1) * gap
     height = len(rows) * (h + band + gap) + gap
-    canvas = Image.new('L', (width, height), 0)
+    canvas = Image.new('RGB' if color else 'L', (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     for r, (frames, row_labels) in enumerate(zip(rows, labels)):
         y = gap + r * (h + band + gap)
         for t in range(b):
             x = gap + t * (w + gap)
-            draw.text((x + 2, y + 1), row_labels[t], fill=255)
+            draw.text((x + 2, y + 1), row_labels[t], fill=(255, 255, 255) if color else 255)
             canvas.paste(Image.fromarray(to_uint8(np.clip(frames[t], 0, 1))), (x, y + band))
     write_png(path, np.asarray(canvas))
 
 
 def _write_frames(folder, name, video):
-    """Frames of ``video [M, H, W, B]`` -> ``folder/name/name_0000.png`` ... (order m*B+t)."""
+    """Frames of ``video [M, H, W, B]`` (or colour ``[M, H, W, 3, B]``) ->
+    ``folder/name/name_0000.png`` ... (order m*B+t)."""
     from ascendcv.utils.video_io import to_uint8, write_png
-    frames = np.moveaxis(video, -1, 1).reshape((-1,) + video.shape[1:3])
+    frames = np.moveaxis(video, -1, 1).reshape((-1,) + video.shape[1:-1])
     for i, frame in enumerate(frames):
         write_png(os.path.join(folder, name, f'{name}_{i:04d}.png'), to_uint8(np.clip(frame, 0, 1)))
     return len(frames)
@@ -202,6 +214,8 @@ def _measurements(data, mask, max_value):
     if 'meas' in data:
         return np.ascontiguousarray(np.moveaxis(data['meas'], -1, 0)) / np.float32(max_value)
     gt = split_frames(data['orig'], mask.shape[-1]) / np.float32(max_value)
+    if is_color(gt):  # [M, H, W, 3, B]: RGGB Bayer measurement of the RGB frames
+        return measure_bayer(np.moveaxis(gt, -1, 1), mask)
     return measure(gt, mask)
 
 
@@ -259,6 +273,11 @@ def evaluate_sci(cfg, reconstruct_fn, logger, tag='model'):
                         f'({entry["seconds_per_measurement"]:.3f} s/measurement)')
             continue
         gt = split_frames(data['orig'], mask.shape[-1])[:count] / np.float32(sci.max_value)
+        if gt.shape != rec.shape:
+            kinds = {True: 'colour', False: 'grayscale'}
+            raise SciDataError(f'{path!r} holds {kinds[is_color(gt)]} frames {gt.shape[1:]} but '
+                               f'the model reconstructs {kinds[is_color(rec)]} {rec.shape[1:]} '
+                               f'(a colour model needs colour benchmarks, orig H x W x 3 x N)')
         psnr, ssim = _frame_scores(gt, rec, convention)
         entry.update(psnr=float(np.mean(psnr)), ssim=float(np.mean(ssim)),
                      psnr_per_frame=psnr, ssim_per_frame=ssim)
@@ -334,7 +353,7 @@ class SciTask:
     def train_pipeline(cfg, model, backend):
         from ascendcv.dataloader.sci import (build_sci_dataset, build_sci_train_pipeline,
                                              training_mask)
-        dataset = build_sci_dataset(cfg)
+        dataset = build_sci_dataset(cfg, color=bool(getattr(model, 'color', False)))
         mask = training_mask(cfg)
 
         def pipeline_fn(start_step):
@@ -366,7 +385,7 @@ class GapTvTask(SciTask):
 
 class RevSciTask(SciTask):
     """RevSCI: reconstruction through ``model.reconstruct(meas, mask)`` (frames last); training
-    targets transposed to the network's ``[N, B, H, W]`` output layout."""
+    targets transposed to the network's ``[N, B, H, W]`` (colour ``[N, B, H, W, 3]``) layout."""
     name = 'revsci'
 
     @staticmethod
@@ -379,7 +398,9 @@ class RevSciTask(SciTask):
         make = SciTask.train_pipeline(cfg, model, backend)
 
         def pipeline_fn(start_step):
-            return make(start_step).map(lambda x, v: (x, tf.transpose(v, [0, 3, 1, 2])))
+            return make(start_step).map(  # frames axis (last) -> axis 1
+                lambda x, v: (x, tf.transpose(v, [0, v.shape.rank - 1] + list(
+                    range(1, v.shape.rank - 1)))))
         return pipeline_fn
 
 

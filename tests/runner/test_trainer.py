@@ -109,3 +109,15 @@ def test_unwritable_output_dir_is_a_clear_error(sample_dataset, tmp_path):
 def test_missing_dataset_is_a_clear_error(tmp_path):
     proc = run_main(*train_args(tmp_path / 'nowhere', tmp_path / 'o', 2), check=False)
     assert proc.returncode == 1 and 'nowhere' in proc.stderr
+
+
+def test_time_limit_stops_with_a_checkpoint_and_rerun_continues(sample_dataset, tmp_path):
+    out = tmp_path / 'limited'
+    args = train_args(sample_dataset, out, 50, 'solver.checkpoint_interval=100',
+                      'solver.time_limit_minutes=0.0001')  # 6 ms: stops after the first step
+    proc = run_main(*args)
+    assert 'Time limit of 0.0001 min reached at step 1 of 50' in proc.stdout, proc.stdout
+    assert (out / 'checkpoints' / 'latest').read_text().strip() == 'ckpt-1'
+    proc = run_main(*args)  # the rerun resumes and runs one more step
+    assert 'Resumed from' in proc.stdout and 'reached at step 2 of 50' in proc.stdout
+    assert (out / 'checkpoints' / 'latest').read_text().strip() == 'ckpt-2'

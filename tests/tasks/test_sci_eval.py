@@ -163,7 +163,7 @@ def test_evaluate_sci_errors(tmp_path, sci_dir):
     with pytest.raises(SciDataError, match=r'real_scene\.mat.*has no mask; set sci.mask_file'):
         evaluate_sci(cfg, naive, LOG)
     cfg = _cfg(tmp_path, sci_dir, datasets=['kobe_tiny'])
-    with pytest.raises(ValueError, match=r'expected \(1, 24, 20, 8\)'):
+    with pytest.raises(ValueError, match=r'expected \(1, 24, 20, 8\) \[N, H, W, B\] \(or colour'):
         evaluate_sci(cfg, lambda meas, mask: naive(meas, mask)[..., :4], LOG)
 
 
@@ -200,3 +200,61 @@ def test_gap_tv_task_and_cli(tmp_path, sci_dir):
     assert report['model'] == 'GAP-TV'
     assert abs(report['datasets']['drop8']['psnr'] - 34.63) < 0.1  # the published Drop number
     assert main(['--config-file', 'nope.yaml']) == 2
+
+
+# ---------------------------------------------------------------------------- colour (Bayer)
+
+def test_colour_benchmark_with_colour_revsci(tmp_path, sci_dir):
+    """make_sci_benchmark.py --color -> evaluate_sci with an (untrained) colour RevSCI: RGB
+    scores, RGB grid; a colour model on a grayscale benchmark is a clear error."""
+    import subprocess
+    import sys
+
+    from ascendcv.dataloader.sci import measure_bayer
+    from ascendvsr.models.revsci import RevSCI
+    from ascendvsr.tasks.sci import RevSciTask
+    root = os.path.join(HERE, '..', '..')
+    mask = random_mask(32, 32, 8, seed=4).astype(np.uint8)
+    np.save(str(tmp_path / 'mask.npy'), mask)
+    frames = np.random.default_rng(0).integers(0, 256, (16, 40, 36, 3), dtype=np.uint8)
+    np.save(str(tmp_path / 'clip.npy'), frames)
+    color_dir = tmp_path / 'color'
+    from ascendcv.utils.video_io import write_png
+    for i, f in enumerate(frames):
+        write_png(str(tmp_path / 'frames' / f'{i:03d}.png'), f)
+    proc = subprocess.run([sys.executable, os.path.join(root, 'scripts', 'make_sci_benchmark.py'),
+                           '--source', str(tmp_path / 'frames'), '--mask',
+                           str(tmp_path / 'mask.npy'), '--frames', '16', '--color', '--out',
+                           str(color_dir / 'clip_color.mat')], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'orig (32, 32, 3, 16)' in proc.stdout
+    data = load_mat(str(color_dir / 'clip_color.mat'))
+    crop = frames[:8, 4:36, 2:34]  # centre crop to the mask size
+    np.testing.assert_allclose(data['meas'][..., 0], measure_bayer(crop.astype(np.float64), mask),
+                               rtol=1e-6)
+    model = RevSCI(variant='color', num_block=1, mask_size=(32, 32))
+    cfg = _cfg(tmp_path, color_dir, first_measurement_only=[])
+    report = evaluate_sci(cfg, RevSciTask.reconstruct_fn(model), LOG, tag='RevSCI')
+    entry = report['datasets']['clip_color']
+    assert (entry['measurements'], entry['frames'], len(entry['ssim_per_frame'])) == (2, 16, 16)
+    rec = np.asarray(model.reconstruct(data['meas'][None, ..., 1] / 255, data['mask']))
+    gt = split_frames(data['orig'], 8)[1] / 255
+    assert entry['psnr_per_frame'][9] == pytest.approx(psnr_sci(gt[..., 1], rec[0, ..., 1]),
+                                                        abs=1e-4)
+    from PIL import Image
+    with Image.open(entry['grid']) as im:
+        assert im.mode == 'RGB'
+        tile = np.asarray(im)[4 + 14:4 + 14 + 32, 4:4 + 32]
+    np.testing.assert_array_equal(tile, crop[0])
+    # failures: a bad --size, and a colour model on grayscale frames
+    proc = subprocess.run([sys.executable, os.path.join(root, 'scripts', 'make_sci_benchmark.py'),
+                           '--source', str(tmp_path / 'frames'), '--mask',
+                           str(tmp_path / 'mask.npy'), '--size', '64', '64', '--out',
+                           str(tmp_path / 'x.mat')], capture_output=True, text=True)
+    assert proc.returncode == 1 and '--size 64x64 is larger' in proc.stderr
+    assert not os.path.exists(tmp_path / 'x.mat')
+    gray_dir = tmp_path / 'gray'
+    gray_dir.mkdir()
+    scipy.io.savemat(str(gray_dir / 'g.mat'), {'orig': _smooth_video(32, 32, 8, 0), 'mask': mask})
+    with pytest.raises(SciDataError, match='holds grayscale frames .* reconstructs colour'):
+        evaluate_sci(_cfg(tmp_path, gray_dir), RevSciTask.reconstruct_fn(model), LOG)
