@@ -73,6 +73,35 @@ def _check_int(name, value, low):
     return int(value)
 
 
+def check_pipeline_args(cfg, seed, start_step=0, rank=0, world_size=1):
+    """Checked ``(batch_size, seed, start_step, rank, world_size)`` of a training pipeline
+    (``batch_size = data.batch_size``); ValueError naming the bad one."""
+    batch_size = _check_int('data.batch_size', cfg.data.batch_size, 1)
+    seed = _check_int('seed', seed, 0)
+    start_step = _check_int('start_step', start_step, 0)
+    world_size = _check_int('world_size', world_size, 1)
+    rank = _check_int('rank', rank, 0)
+    if rank >= world_size:
+        raise ValueError(f'rank must be in [0, {world_size}), got {rank}')
+    return batch_size, seed, start_step, rank, world_size
+
+
+def sample_index_pipeline(cfg, to_tensors, batch_size, start_step, rank, world_size):
+    """The batching every training pipeline shares: this rank's global sample indices from
+    ``start_step`` on (:func:`global_sample_index`), mapped in order by ``to_tensors(index)``
+    (``data.num_threads`` parallel calls, deterministic), batched by ``batch_size`` and
+    prefetched (``data.train_data_queue_size``)."""
+    import tensorflow as tf
+    threads = int(cfg.data.num_threads)
+    queue = int(cfg.data.train_data_queue_size)
+    first = global_sample_index(start_step, 0, batch_size, rank, world_size)
+    ds = tf.data.Dataset.counter(start=first, step=world_size, dtype=tf.int64)
+    ds = ds.map(to_tensors, num_parallel_calls=threads if threads > 0 else tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.prefetch(queue if queue > 0 else tf.data.AUTOTUNE)
+
+
 def build_train_pipeline(cfg, dataset, num_frame, seed, start_step=0, rank=0, world_size=1):
     """Infinite deterministic ``tf.data.Dataset`` of training batches.
 
@@ -92,13 +121,8 @@ def build_train_pipeline(cfg, dataset, num_frame, seed, start_step=0, rank=0, wo
     import tensorflow as tf
 
     data = cfg.data
-    batch_size = _check_int('data.batch_size', data.batch_size, 1)
-    seed = _check_int('seed', seed, 0)
-    start_step = _check_int('start_step', start_step, 0)
-    world_size = _check_int('world_size', world_size, 1)
-    rank = _check_int('rank', rank, 0)
-    if rank >= world_size:
-        raise ValueError(f'rank must be in [0, {world_size}), got {rank}')
+    batch_size, seed, start_step, rank, world_size = check_pipeline_args(
+        cfg, seed, start_step, rank, world_size)
     crop = int(data.crop_size)
     interval_list = tuple(int(i) for i in data.interval_list)
     _check_training_args(num_frame, crop, interval_list)
@@ -123,14 +147,7 @@ def build_train_pipeline(cfg, dataset, num_frame, seed, start_step=0, rank=0, wo
         gt.set_shape((gt_crop, gt_crop, 3))
         return lr, gt
 
-    threads = int(data.num_threads)
-    queue = int(data.train_data_queue_size)
-    first = global_sample_index(start_step, 0, batch_size, rank, world_size)
-    ds = tf.data.Dataset.counter(start=first, step=world_size, dtype=tf.int64)
-    ds = ds.map(to_tensors, num_parallel_calls=threads if threads > 0 else tf.data.AUTOTUNE,
-                deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    return ds.prefetch(queue if queue > 0 else tf.data.AUTOTUNE)
+    return sample_index_pipeline(cfg, to_tensors, batch_size, start_step, rank, world_size)
 
 
 def eval_windows(lr_clip, num_frame, padding='reflection_circle', centers=None):

@@ -40,7 +40,8 @@ import os
 
 import numpy as np
 
-from ascendcv.dataloader.pipeline import _check_int, global_sample_index
+from ascendcv.dataloader.pipeline import (_check_int, check_pipeline_args,
+                                          sample_index_pipeline)
 from ascendcv.dataloader.reds import DatasetError, image_size
 
 __all__ = ['SciDataError', 'measure', 'measure_tf', 'is_color', 'adjoint', 'mask_sum', 'mask_sum_tf',
@@ -546,14 +547,8 @@ def build_sci_train_pipeline(cfg, dataset, mask, seed, start_step=0, rank=0, wor
     """
     import tensorflow as tf
 
-    data = cfg.data
-    batch_size = _check_int('data.batch_size', data.batch_size, 1)
-    seed = _check_int('seed', seed, 0)
-    start_step = _check_int('start_step', start_step, 0)
-    world_size = _check_int('world_size', world_size, 1)
-    rank = _check_int('rank', rank, 0)
-    if rank >= world_size:
-        raise ValueError(f'rank must be in [0, {world_size}), got {rank}')
+    batch_size, seed, start_step, rank, world_size = check_pipeline_args(
+        cfg, seed, start_step, rank, world_size)
     mask = np.asarray(mask, np.float32)
     c, b = dataset.crop_size, dataset.num_frames
     if mask.ndim != 3 or mask.shape[2] != b or min(mask.shape[:2]) < c:
@@ -575,14 +570,7 @@ def build_sci_train_pipeline(cfg, dataset, mask, seed, start_step=0, rank=0, wor
         video.set_shape((c, c, 3, b) if dataset.color else (c, c, b))
         return (meas_re, m), video
 
-    threads = int(data.num_threads)
-    queue = int(data.train_data_queue_size)
-    first = global_sample_index(start_step, 0, batch_size, rank, world_size)
-    ds = tf.data.Dataset.counter(start=first, step=world_size, dtype=tf.int64)
-    ds = ds.map(to_tensors, num_parallel_calls=threads if threads > 0 else tf.data.AUTOTUNE,
-                deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    return ds.prefetch(queue if queue > 0 else tf.data.AUTOTUNE)
+    return sample_index_pipeline(cfg, to_tensors, batch_size, start_step, rank, world_size)
 
 
 # ============================================================================ benchmark files

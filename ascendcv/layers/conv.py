@@ -7,10 +7,10 @@ PyTorch arguments and pads explicitly so converted weights reproduce PyTorch out
 import keras
 import tensorflow as tf
 
-from ascendcv.layers.torch_compat import identity, oihw_to_hwio
+from ascendcv.layers.torch_compat import TorchWeightLayer, oihw_to_hwio, torch_uniform
 
 
-class Conv2d(keras.layers.Layer):
+class Conv2d(TorchWeightLayer):
     """2-D convolution, NHWC, with ``torch.nn.Conv2d`` arguments.
 
     Args:
@@ -24,22 +24,19 @@ class Conv2d(keras.layers.Layer):
     ``H' = (H + 2p - d(k-1) - 1) // s + 1``. Weights: ``kernel`` (k, k, in, out), ``bias`` (out,).
     """
 
+    weight_layout = staticmethod(oihw_to_hwio)
+    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
+                   'bias')
+
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  bias=True, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride = int(kernel_size), int(stride)
-        self.padding, self.dilation, self.use_bias = int(padding), int(dilation), bool(bias)
+        self.padding, self.dilation = int(padding), int(dilation)
         k = self.kernel_size
-        fan_in = self.in_channels * k * k
-        bound = (1.0 / fan_in) ** 0.5
-        # PyTorch's default init: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-        init = keras.initializers.RandomUniform(-bound, bound)
-        self.kernel = self.add_weight(name='kernel', shape=(k, k, self.in_channels, self.out_channels),
-                                      initializer=init)
-        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
-                     if self.use_bias else None)
-        self.built = True
+        self.add_torch_weights((k, k, self.in_channels, self.out_channels), self.out_channels, bias,
+                               torch_uniform(self.in_channels * k * k))
 
     def call(self, x):
         p = self.padding
@@ -52,19 +49,6 @@ class Conv2d(keras.layers.Layer):
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
         return y
-
-    def torch_weights(self):
-        w = {'weight': (self.kernel, oihw_to_hwio)}
-        if self.bias is not None:
-            w['bias'] = (self.bias, identity)
-        return w
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update(in_channels=self.in_channels, out_channels=self.out_channels,
-                   kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                   dilation=self.dilation, bias=self.use_bias)
-        return cfg
 
 
 def leaky_relu(x, negative_slope=0.1):

@@ -18,10 +18,10 @@ Layouts: input/output ``[N, D, H, W, C]``; ``Conv3d.kernel`` ``(kd, kh, kw, in, 
 """
 import math
 
-import keras
 import tensorflow as tf
 
-from ascendcv.layers.torch_compat import identity, iodhw_to_dhwoi, oidhw_to_dhwio
+from ascendcv.layers.torch_compat import (TorchWeightLayer, iodhw_to_dhwoi, oidhw_to_dhwio,
+                                          torch_uniform)
 
 
 def _triple(value, what):
@@ -33,13 +33,7 @@ def _triple(value, what):
     return value
 
 
-def _torch_uniform(fan_in):
-    """PyTorch's default conv init, kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)) (bias too)."""
-    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    return keras.initializers.RandomUniform(-bound, bound)
-
-
-class Conv3d(keras.layers.Layer):
+class Conv3d(TorchWeightLayer):
     """3-D convolution, NDHWC, with ``torch.nn.Conv3d`` arguments.
 
     Args:
@@ -52,6 +46,10 @@ class Conv3d(keras.layers.Layer):
     dimension, ``L' = (L + 2p - dil * (k - 1) - 1) // s + 1``.
     """
 
+    weight_layout = staticmethod(oidhw_to_dhwio)
+    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
+                   'bias')
+
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  bias=True, **kwargs):
         super().__init__(**kwargs)
@@ -60,18 +58,14 @@ class Conv3d(keras.layers.Layer):
         self.stride = _triple(stride, 'stride')
         self.padding = _triple(padding, 'padding')
         self.dilation = _triple(dilation, 'dilation')
-        self.use_bias = bool(bias)
-        init = _torch_uniform(self.in_channels * math.prod(self.kernel_size))
-        shape = (*self.kernel_size, self.in_channels, self.out_channels)
-        self.kernel = self.add_weight(name='kernel', shape=shape, initializer=init)
-        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
-                     if self.use_bias else None)
+        self.add_torch_weights((*self.kernel_size, self.in_channels, self.out_channels),
+                               self.out_channels, bias,
+                               torch_uniform(self.in_channels * math.prod(self.kernel_size)))
         same = all(s == 1 and 2 * p == d * (k - 1) for k, s, p, d in
                    zip(self.kernel_size, self.stride, self.padding, self.dilation))
         self._tf_padding = 'SAME' if same else 'VALID'
         self._explicit_pad = None if (same or not any(self.padding)) else \
             [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
-        self.built = True
 
     def call(self, x):
         if self._explicit_pad is not None:
@@ -82,21 +76,8 @@ class Conv3d(keras.layers.Layer):
             y = tf.nn.bias_add(y, self.bias)
         return y
 
-    def torch_weights(self):
-        w = {'weight': (self.kernel, oidhw_to_dhwio)}
-        if self.bias is not None:
-            w['bias'] = (self.bias, identity)
-        return w
 
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update(in_channels=self.in_channels, out_channels=self.out_channels,
-                   kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                   dilation=self.dilation, bias=self.use_bias)
-        return cfg
-
-
-class ConvTranspose3d(keras.layers.Layer):
+class ConvTranspose3d(TorchWeightLayer):
     """Transposed 3-D convolution, NDHWC, with ``torch.nn.ConvTranspose3d`` arguments.
 
     Args:
@@ -110,6 +91,10 @@ class ConvTranspose3d(keras.layers.Layer):
     supported (RevSCI does not use them).
     """
 
+    weight_layout = staticmethod(iodhw_to_dhwoi)
+    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding',
+                   'output_padding', 'bias')
+
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0,
                  output_padding=0, bias=True, **kwargs):
         super().__init__(**kwargs)
@@ -122,14 +107,10 @@ class ConvTranspose3d(keras.layers.Layer):
             if not 0 <= op < s:
                 raise ValueError(f'output_padding {self.output_padding} must be smaller than '
                                  f'stride {self.stride} (as in PyTorch)')
-        self.use_bias = bool(bias)
         # PyTorch computes fan_in from weight dim 1, which is out_channels for transposed convs
-        init = _torch_uniform(self.out_channels * math.prod(self.kernel_size))
-        shape = (*self.kernel_size, self.out_channels, self.in_channels)
-        self.kernel = self.add_weight(name='kernel', shape=shape, initializer=init)
-        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
-                     if self.use_bias else None)
-        self.built = True
+        self.add_torch_weights((*self.kernel_size, self.out_channels, self.in_channels),
+                               self.out_channels, bias,
+                               torch_uniform(self.out_channels * math.prod(self.kernel_size)))
 
     def output_size(self, size, axis):
         """PyTorch output length along spatial ``axis`` (0 = D, 1 = H, 2 = W) for input ``size``."""
@@ -156,16 +137,3 @@ class ConvTranspose3d(keras.layers.Layer):
                                        self.output_size(static[i + 1], i) for i in range(3)]
                         + [self.out_channels])
         return y
-
-    def torch_weights(self):
-        w = {'weight': (self.kernel, iodhw_to_dhwoi)}
-        if self.bias is not None:
-            w['bias'] = (self.bias, identity)
-        return w
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update(in_channels=self.in_channels, out_channels=self.out_channels,
-                   kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                   output_padding=self.output_padding, bias=self.use_bias)
-        return cfg

@@ -19,11 +19,10 @@ Implementations (``impl``):
 * ``'npu'`` -- Ascend's native ``DeformableOffsets`` op via ``npu_bridge`` (graph mode only); fails
   at build time with a clear message when ``npu_bridge`` is not importable.
 """
-import keras
 import tensorflow as tf
 
 from ascendcv.layers.sampling import bilinear_sample
-from ascendcv.layers.torch_compat import identity, oihw_to_hwio
+from ascendcv.layers.torch_compat import TorchWeightLayer, oihw_to_hwio, torch_uniform
 
 IMPLS = ('tf', 'npu')
 
@@ -114,7 +113,7 @@ def deform_conv2d_npu(x, offset, mask, kernel, bias=None, stride=1, padding=0, d
     return out + bias if bias is not None else out
 
 
-class ModulatedDeformConv2d(keras.layers.Layer):
+class ModulatedDeformConv2d(TorchWeightLayer):
     """DCNv2 layer holding ``weight``/``bias``; ``call(x, offset, mask)``.
 
     Args:
@@ -129,6 +128,10 @@ class ModulatedDeformConv2d(keras.layers.Layer):
     ``[N, Ho, Wo, out]``.
     """
 
+    weight_layout = staticmethod(oihw_to_hwio)
+    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
+                   'deformable_groups', 'bias', 'impl', 'jit_compile')
+
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, dilation=1,
                  deformable_groups=1, bias=True, impl='tf', jit_compile=False, **kwargs):
         super().__init__(**kwargs)
@@ -142,15 +145,12 @@ class ModulatedDeformConv2d(keras.layers.Layer):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride = int(kernel_size), int(stride)
         self.padding, self.dilation = int(padding), int(dilation)
-        self.deformable_groups, self.use_bias = int(deformable_groups), bool(bias)
+        self.deformable_groups = int(deformable_groups)
         self.impl, self.jit_compile = impl, bool(jit_compile)
         k = self.kernel_size
-        bound = 1.0 / (self.in_channels * k * k) ** 0.5  # BasicSR DCNv2Pack init
-        self.kernel = self.add_weight(name='kernel', shape=(k, k, self.in_channels, self.out_channels),
-                                      initializer=keras.initializers.RandomUniform(-bound, bound))
-        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer='zeros')
-                     if self.use_bias else None)
-        self.built = True
+        self.add_torch_weights((k, k, self.in_channels, self.out_channels), self.out_channels,
+                               bias, torch_uniform(self.in_channels * k * k),  # BasicSR DCNv2Pack
+                               bias_init='zeros')
 
     def call(self, x, offset, mask=None):
         if self.impl == 'npu':
@@ -161,20 +161,6 @@ class ModulatedDeformConv2d(keras.layers.Layer):
         bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
         return fn(x, offset, mask, kernel, bias, self.stride, self.padding, self.dilation,
                   self.deformable_groups)
-
-    def torch_weights(self):
-        w = {'weight': (self.kernel, oihw_to_hwio)}
-        if self.bias is not None:
-            w['bias'] = (self.bias, identity)
-        return w
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update(in_channels=self.in_channels, out_channels=self.out_channels,
-                   kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                   dilation=self.dilation, deformable_groups=self.deformable_groups,
-                   bias=self.use_bias, impl=self.impl, jit_compile=self.jit_compile)
-        return cfg
 
 
 class DCNv2Pack(ModulatedDeformConv2d):

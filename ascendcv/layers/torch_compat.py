@@ -7,6 +7,7 @@ public attributes (layers, lists and dicts of layers) in definition order and bu
 dotted key names a PyTorch ``state_dict()`` has, provided attributes are named like the
 PyTorch modules (which our models do, following the official code).
 """
+import math
 from collections import OrderedDict
 
 import keras
@@ -35,6 +36,44 @@ def linear_to_tf(w):
 
 def identity(w):
     return w
+
+
+def torch_uniform(fan_in):
+    """PyTorch's default init of conv / linear weights and biases: ``kaiming_uniform(a=sqrt(5))``
+    = ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+class TorchWeightLayer(keras.layers.Layer):
+    """Base of layers that stand for a PyTorch module with ``weight`` and an optional ``bias``.
+
+    Subclasses set ``weight_layout`` (PyTorch layout -> ours, e.g. :func:`oihw_to_hwio`) and
+    ``config_keys`` (their constructor arguments, read back from attributes of the same names;
+    ``bias`` from ``use_bias``), and create the weights with :meth:`add_torch_weights`.
+    """
+    weight_layout = staticmethod(identity)
+    config_keys = ()
+
+    def add_torch_weights(self, kernel_shape, out_channels, bias, init, bias_init=None):
+        """Create ``kernel`` (our layout) and, when ``bias``, ``bias`` ``(out_channels,)``."""
+        self.use_bias = bool(bias)
+        self.kernel = self.add_weight(name='kernel', shape=tuple(kernel_shape), initializer=init)
+        self.bias = (self.add_weight(name='bias', shape=(int(out_channels),),
+                                     initializer=bias_init or init)
+                     if self.use_bias else None)
+        self.built = True  # weights exist from construction: checkpoints load before a call
+
+    def torch_weights(self):
+        w = {'weight': (self.kernel, type(self).weight_layout)}
+        if self.bias is not None:
+            w['bias'] = (self.bias, identity)
+        return w
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update({k: getattr(self, 'use_bias' if k == 'bias' else k) for k in self.config_keys})
+        return cfg
 
 
 def _children(layer):

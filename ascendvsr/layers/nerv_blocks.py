@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from ascendcv.layers.conv import Conv2d
 from ascendcv.layers.sampling import pixel_shuffle
-from ascendcv.layers.torch_compat import identity, linear_to_tf
+from ascendcv.layers.torch_compat import TorchWeightLayer, identity, linear_to_tf, torch_uniform
 
 ACTIVATIONS = ('relu', 'leaky', 'leaky01', 'relu6', 'gelu', 'sin', 'swish', 'softplus',
                'hardswish')
@@ -125,51 +125,33 @@ class Activation(keras.layers.Layer):
 
 # --------------------------------------------------------------------------- weight layers
 
-def _uniform(fan_in):
-    bound = (1.0 / fan_in) ** 0.5  # PyTorch default init for Linear / Conv weights and biases
-    return keras.initializers.RandomUniform(-bound, bound)
-
-
 def _keep_zeros(kernel):
     """``kernel`` with no gradient through its exactly-zero entries (they stay zero)."""
     mask = tf.stop_gradient(tf.cast(tf.not_equal(kernel, 0.0), kernel.dtype))
     return kernel * mask
 
 
-class Linear(keras.layers.Layer):
+class Linear(TorchWeightLayer):
     """``nn.Linear(in_features, out_features, bias)``; input ``[..., in]`` -> ``[..., out]``.
 
     Weights: ``kernel`` (in, out) (PyTorch ``weight`` is (out, in)), ``bias`` (out,).
     ``keep_zeros``: exactly-zero weights receive no gradient (pruned weights stay pruned).
     """
 
+    weight_layout = staticmethod(linear_to_tf)
+    config_keys = ('in_features', 'out_features', 'bias', 'keep_zeros')
+
     def __init__(self, in_features, out_features, bias=True, keep_zeros=False, **kwargs):
         super().__init__(**kwargs)
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.use_bias, self.keep_zeros = bool(bias), bool(keep_zeros)
-        init = _uniform(self.in_features)
-        self.kernel = self.add_weight(name='kernel', shape=(self.in_features, self.out_features),
-                                      initializer=init)
-        self.bias = (self.add_weight(name='bias', shape=(self.out_features,), initializer=init)
-                     if self.use_bias else None)
-        self.built = True
+        self.keep_zeros = bool(keep_zeros)
+        self.add_torch_weights((self.in_features, self.out_features), self.out_features, bias,
+                               torch_uniform(self.in_features))
 
     def call(self, x):
         k = _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
         y = tf.matmul(x, k)
         return y + self.bias if self.bias is not None else y
-
-    def torch_weights(self):
-        w = {'weight': (self.kernel, linear_to_tf)}
-        if self.bias is not None:
-            w['bias'] = (self.bias, identity)
-        return w
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update(in_features=self.in_features, out_features=self.out_features,
-                   bias=self.use_bias, keep_zeros=self.keep_zeros)
-        return cfg
 
 
 class PrunableConv2d(Conv2d):
@@ -207,7 +189,7 @@ class PrunableConv2d(Conv2d):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(keep_zeros=self.keep_zeros)
+        cfg.update(keep_zeros=self.keep_zeros, compute_dtype=self.compute_dtype_name)
         return cfg
 
 
@@ -216,25 +198,24 @@ def iohw_to_hwio(w):
     return np.transpose(w, (2, 3, 0, 1))
 
 
-class ConvTranspose2d(keras.layers.Layer):
+class ConvTranspose2d(TorchWeightLayer):
     """``nn.ConvTranspose2d(in, out, kernel_size=s, stride=s)`` (no overlap, no padding).
 
     ``out[n, h*s+i, w*s+j, o] = bias[o] + sum_c x[n, h, w, c] * W[c, o, i, j]``; input
     ``[N, H, W, in]`` -> ``[N, sH, sW, out]``. Weight ``kernel`` (s, s, in, out).
     """
 
+    weight_layout = staticmethod(iohw_to_hwio)
+    config_keys = ('in_channels', 'out_channels', 'stride', 'bias', 'keep_zeros')
+
     def __init__(self, in_channels, out_channels, stride, bias=True, keep_zeros=False, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.stride, self.use_bias, self.keep_zeros = int(stride), bool(bias), bool(keep_zeros)
+        self.stride, self.keep_zeros = int(stride), bool(keep_zeros)
         s = self.stride
         # PyTorch computes the fan-in of a transposed conv weight (in, out, k, k) as out * k * k
-        init = _uniform(self.out_channels * s * s)
-        self.kernel = self.add_weight(name='kernel', shape=(s, s, self.in_channels,
-                                                            self.out_channels), initializer=init)
-        self.bias = (self.add_weight(name='bias', shape=(self.out_channels,), initializer=init)
-                     if self.use_bias else None)
-        self.built = True
+        self.add_torch_weights((s, s, self.in_channels, self.out_channels), self.out_channels,
+                               bias, torch_uniform(self.out_channels * s * s))
 
     def call(self, x):
         s, c_in, c_out = self.stride, self.in_channels, self.out_channels
@@ -245,12 +226,6 @@ class ConvTranspose2d(keras.layers.Layer):
         y = tf.reshape(tf.matmul(tf.reshape(x, [-1, c_in]), mat), [n, h, w, s, s, c_out])
         y = tf.reshape(tf.transpose(y, [0, 1, 3, 2, 4, 5]), [n, h * s, w * s, c_out])
         return y + self.bias if self.bias is not None else y
-
-    def torch_weights(self):
-        w = {'weight': (self.kernel, iohw_to_hwio)}
-        if self.bias is not None:
-            w['bias'] = (self.bias, identity)
-        return w
 
 
 # --------------------------------------------------------------------------- norms
