@@ -8,7 +8,7 @@
 # temporary name and renamed when complete.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-DEST="$ROOT/data/sci"
+DEST="${SCI_DATA_DIR:-$ROOT/data/sci}"   # SCI_DATA_DIR: another destination
 SRC="${1:-$ROOT/../shared/data/sci}"
 mkdir -p "$DEST/masks"
 
@@ -23,7 +23,7 @@ if [ -d "$SRC" ]; then
     exit 0
 fi
 
-BASE="https://raw.githubusercontent.com/BoChenGroup/RevSCI-net/master"
+BASE="${SCI_DATA_URL:-https://raw.githubusercontent.com/BoChenGroup/RevSCI-net/master}"
 fetch() {  # fetch URL_PATH DEST_FILE SHA1
     [ -f "$2" ] && { echo "keep $2"; return; }
     echo "download $BASE/$1"
