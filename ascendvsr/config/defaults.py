@@ -182,6 +182,7 @@ _C.sci.gap_tv_lambda = 1.0            # GAP-TV projection step lambda (PnP-SCI: 
 _C.sci.gap_tv_accelerate = True       # accelerated GAP (accumulated residual y1)
 _C.sci.gap_tv_tv_weight = 0.07        # GAP-TV TV weight for data in [0, 1] (PnP-SCI: 0.07)
 _C.sci.gap_tv_tv_iter_max = 5         # TV denoising passes per GAP iteration (PnP-SCI: 5)
+_C.sci.gap_tv_bayer = False           # colour: RGGB Bayer measurements -> GAP-TV per site + demosaic
 
 # ----------------------------------------------------------------------------- convert
 _C.convert = CN()

@@ -28,6 +28,12 @@ defaults here: 100 iterations, lambda 1, acceleration on, TV weight 0.07, 5 TV p
 ``[0, 1]`` (8-bit measurements divided by 255). The TV weight is absolute, so the result depends
 on that scaling.
 
+Colour (``bayer=True``): a Bayer RGGB measurement is four grayscale SCI problems, one per 2x2
+site (R, G1, G2, B: the measurement and the mask subsampled by 2); GAP-TV solves them as one
+batch, the planes are put back into raw frames, which are demosaicked
+(:func:`ascendcv.layers.demosaic.demosaic_rggb`, Malvar-He-Cutler, as MATLAB's ``demosaic``):
+``[N, H, W]`` -> ``[N, H, W, 3, B]``. The colour baseline next to the colour RevSCI.
+
 Note: the Python ``TV_denoiser`` circulating in SCI repositories is a different (isotropic,
 frame-coupled) Chambolle iteration; it is not what produced the published GAP-TV numbers.
 
@@ -37,6 +43,7 @@ measurements; :func:`gap_tv_numpy` is a plain numpy reference of the same comput
 import numpy as np
 import tensorflow as tf
 
+from ascendcv.layers.demosaic import demosaic_rggb
 from ascendvsr.models.registry import register
 
 __all__ = ['GapTV', 'gap_tv_numpy', 'tv_denoise', 'tv_denoise_numpy', 'build_gap_tv']
@@ -115,6 +122,8 @@ class GapTV(tf.Module):
         per_measurement (bool): loop over the measurements of a batch inside the graph instead of
             processing them as one tensor (same result; keeps the working set of one measurement
             in cache, which is faster on CPU).
+        bayer (bool): the measurements are of RGB video through an RGGB Bayer filter; returns
+            RGB frames ``[N, H, W, 3, B]`` (H, W even).
 
     Call: ``model(meas, mask)`` with ``meas`` ``[N, H, W]`` (or ``[H, W]``) on the scale of the
     frames (8-bit data: measurement / 255) and ``mask`` ``[H, W, B]`` (shared) or ``[N, H, W, B]``
@@ -123,7 +132,7 @@ class GapTV(tf.Module):
     """
 
     def __init__(self, iter_max=100, lambda_=1.0, accelerate=True, tv_weight=0.07,
-                 tv_iter_max=5, per_measurement=True, name='GapTV'):
+                 tv_iter_max=5, per_measurement=True, bayer=False, name='GapTV'):
         super().__init__(name=name)
         if int(iter_max) < 0:
             raise ValueError(f'GapTV iter_max must be >= 0, got {iter_max}')
@@ -137,6 +146,7 @@ class GapTV(tf.Module):
         self.tv_weight = float(tv_weight)
         self.tv_iter_max = int(tv_iter_max)
         self.per_measurement = bool(per_measurement)
+        self.bayer = bool(bayer)
         self._fn = tf.function(self._reconstruct, input_signature=[
             tf.TensorSpec([None, None, None], tf.float32),
             tf.TensorSpec([None, None, None, None], tf.float32)])
@@ -144,7 +154,7 @@ class GapTV(tf.Module):
     def get_config(self):
         return dict(iter_max=self.iter_max, lambda_=self.lambda_, accelerate=self.accelerate,
                     tv_weight=self.tv_weight, tv_iter_max=self.tv_iter_max,
-                    per_measurement=self.per_measurement)
+                    per_measurement=self.per_measurement, bayer=self.bayer)
 
     # ------------------------------------------------------------------ graph
     def _solve(self, y, mask):
@@ -174,6 +184,29 @@ class GapTV(tf.Module):
         return x
 
     def _reconstruct(self, meas, mask):
+        if self.bayer:
+            return self._reconstruct_bayer(meas, mask)
+        return self._reconstruct_gray(meas, mask)
+
+    def _reconstruct_bayer(self, meas, mask):
+        """``[N, H, W]``, ``[1 or N, H, W, B]`` -> RGB ``[N, H, W, 3, B]``."""
+        n = tf.shape(meas)[0]
+        masks = tf.broadcast_to(mask, tf.concat([[n], tf.shape(mask)[1:]], 0))
+        sites = ((0, 0), (0, 1), (1, 0), (1, 1))  # R, G1, G2, B = depth_to_space order
+        planes = self._reconstruct_gray(
+            tf.concat([meas[:, r::2, c::2] for r, c in sites], 0),
+            tf.concat([masks[:, r::2, c::2] for r, c in sites], 0))  # [4N, H/2, W/2, B]
+        planes = tf.stack(tf.split(planes, 4, axis=0), axis=-1)      # [N, H/2, W/2, B, 4]
+        b = tf.shape(planes)[3]
+        shape = tf.shape(planes)
+        per_frame = tf.reshape(tf.transpose(planes, [0, 3, 1, 2, 4]),
+                               [-1, shape[1], shape[2], 4])
+        raw = tf.nn.depth_to_space(per_frame, 2)[..., 0]             # [N*B, H, W]
+        rgb = demosaic_rggb(raw)                                     # [N*B, H, W, 3]
+        rgb = tf.reshape(rgb, [n, b, 2 * shape[1], 2 * shape[2], 3])
+        return tf.transpose(rgb, [0, 2, 3, 4, 1])
+
+    def _reconstruct_gray(self, meas, mask):
         y = meas[..., None]
         if not self.per_measurement:
             return self._solve(y, mask)
@@ -203,6 +236,9 @@ class GapTV(tf.Module):
             raise ValueError(f'GapTV: {mask.shape[0]} masks for {meas.shape[0]} measurements')
         if min(mask.shape[1:3]) < 2:
             raise ValueError(f'GapTV: frames must be at least 2x2, got {tuple(mask.shape[1:3])}')
+        if self.bayer and (mask.shape[1] % 2 or mask.shape[2] % 2 or min(mask.shape[1:3]) < 6):
+            raise ValueError(f'GapTV (bayer): frames must have even sizes >= 6 (RGGB 2x2 '
+                             f'sites), got {tuple(mask.shape[1:3])}')
         out = self._fn(meas, mask)
         return out[0] if single else out
 
@@ -217,7 +253,7 @@ def build_gap_tv(cfg, **overrides):
     sci = cfg.sci
     kwargs = dict(iter_max=sci.gap_tv_iter_max, lambda_=sci.gap_tv_lambda,
                   accelerate=sci.gap_tv_accelerate, tv_weight=sci.gap_tv_tv_weight,
-                  tv_iter_max=sci.gap_tv_tv_iter_max)
+                  tv_iter_max=sci.gap_tv_tv_iter_max, bayer=sci.gap_tv_bayer)
     kwargs.update(overrides)
     return GapTV(**kwargs)
 
