@@ -103,8 +103,10 @@ def test_gap_tv_builds_from_config():
     model = build_model(cfg)
     assert isinstance(model, GapTV)
     assert model.get_config() == dict(iter_max=7, lambda_=1.0, accelerate=True, tv_weight=0.07,
-                                      tv_iter_max=5, per_measurement=True)
+                                      tv_iter_max=5, per_measurement=True, bayer=False)
     assert build_gap_tv(cfg, tv_weight=0.3).tv_weight == 0.3
+    cfg.sci.gap_tv_bayer = True
+    assert build_gap_tv(cfg).bayer
 
 
 def test_gap_tv_reproduces_published_drop_on_the_fixture():
