@@ -43,6 +43,7 @@ measurements; :func:`gap_tv_numpy` is a plain numpy reference of the same comput
 import numpy as np
 import tensorflow as tf
 
+from ascendcv.dataloader.sci import BAYER_OFFSETS
 from ascendcv.layers.demosaic import demosaic_rggb
 from ascendvsr.models.registry import register
 
@@ -192,18 +193,17 @@ class GapTV(tf.Module):
         """``[N, H, W]``, ``[1 or N, H, W, B]`` -> RGB ``[N, H, W, 3, B]``."""
         n = tf.shape(meas)[0]
         masks = tf.broadcast_to(mask, tf.concat([[n], tf.shape(mask)[1:]], 0))
-        sites = ((0, 0), (0, 1), (1, 0), (1, 1))  # R, G1, G2, B = depth_to_space order
+        sites = list(BAYER_OFFSETS.values())  # R, G1, G2, B: (r, c) in depth_to_space order
         planes = self._reconstruct_gray(
             tf.concat([meas[:, r::2, c::2] for r, c in sites], 0),
             tf.concat([masks[:, r::2, c::2] for r, c in sites], 0))  # [4N, H/2, W/2, B]
         planes = tf.stack(tf.split(planes, 4, axis=0), axis=-1)      # [N, H/2, W/2, B, 4]
-        b = tf.shape(planes)[3]
         shape = tf.shape(planes)
         per_frame = tf.reshape(tf.transpose(planes, [0, 3, 1, 2, 4]),
                                [-1, shape[1], shape[2], 4])
         raw = tf.nn.depth_to_space(per_frame, 2)[..., 0]             # [N*B, H, W]
         rgb = demosaic_rggb(raw)                                     # [N*B, H, W, 3]
-        rgb = tf.reshape(rgb, [n, b, 2 * shape[1], 2 * shape[2], 3])
+        rgb = tf.reshape(rgb, [n, shape[3], 2 * shape[1], 2 * shape[2], 3])
         return tf.transpose(rgb, [0, 2, 3, 4, 1])
 
     def _reconstruct_gray(self, meas, mask):

@@ -277,7 +277,8 @@ def evaluate_sci(cfg, reconstruct_fn, logger, tag='model'):
             kinds = {True: 'colour', False: 'grayscale'}
             raise SciDataError(f'{path!r} holds {kinds[is_color(gt)]} frames {gt.shape[1:]} but '
                                f'the model reconstructs {kinds[is_color(rec)]} {rec.shape[1:]} '
-                               f'(a colour model needs colour benchmarks, orig H x W x 3 x N)')
+                               f'(colour models need colour benchmarks, orig H x W x 3 x N; '
+                               f'grayscale models grayscale ones, orig H x W x N)')
         psnr, ssim = _frame_scores(gt, rec, convention)
         entry.update(psnr=float(np.mean(psnr)), ssim=float(np.mean(ssim)),
                      psnr_per_frame=psnr, ssim_per_frame=ssim)
