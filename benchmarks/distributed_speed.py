@@ -36,7 +36,7 @@ def main():
             cmd = ['timeout', '-k', '10', '3600', 'bash', os.path.join(ROOT, 'scripts', 'run_8p_train.sh'),
                    str(n), f'data.data_dir={args.data}', f'output_dir={tmp}/run',
                    f'solver.total_steps={args.steps}', 'solver.print_interval=1',
-                   f'solver.checkpoint_interval={args.steps * 10}', 'solver.tsa_iter=0',
+                   f'solver.checkpoint_interval={args.steps * 10}', 'edvr.tsa_iter=0',
                    f'data.crop_size={args.crop}', f'data.batch_size={args.batch}']
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             lines = re.findall(r'Step:(\d+), lr:\S+, loss:\S+, time:([\d.]+)ms, fps:([\d.]+)', proc.stdout)

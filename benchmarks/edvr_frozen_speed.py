@@ -39,6 +39,7 @@ def main():
     from ascendcv.runner.freezer import FrozenGraphModel, freeze
     from ascendvsr.config import load_config
     from ascendvsr.models.edvr import EDVR
+    from ascendvsr.tasks.edvr import EDVRTask
 
     keras.utils.set_random_seed(0)
     h, w = args.size
@@ -53,7 +54,7 @@ def main():
     res['tf_function_xla_dcn_s'] = timed(tf.function(lambda t: live(t)), x, args.repeats)
     res['tf_function_plain_s'] = timed(tf.function(lambda t: plain(t)), x, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
-        pb, _ = freeze(plain, cfg, os.path.join(tmp, 'EDVR.pb'))
+        pb, _ = freeze(EDVRTask(cfg), plain, os.path.join(tmp, 'EDVR.pb'))
         frozen = FrozenGraphModel(pb)
         res['frozen_pb_s'] = timed(lambda t: frozen(t), x, args.repeats)
         res['frozen_pb_xla_s'] = timed(tf.function(lambda t: frozen(t), jit_compile=True), x,

@@ -37,9 +37,10 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from ascendcv.dataloader.sci import load_mat, split_frames
+    from ascendcv.dataloader.sci import list_sci_files, load_mat
+    from ascendcv.utils.metrics import psnr_sci, ssim_matlab
+    from ascendcv.utils.sci_physics import split_frames
     from ascendvsr.models.gap_tv import GapTV, gap_tv_numpy
-    from ascendvsr.tasks.sci import list_sci_files, psnr_sci, ssim_matlab
 
     files = list_sci_files(args.data_dir)
     out = dict(data_dir=os.path.abspath(args.data_dir), settings=GapTV().get_config(),

@@ -47,8 +47,9 @@ def main():
     from ascendvsr.compression.pruning import prune_model
     from ascendvsr.compression.rd import plot_rd, write_rd_csv
     from ascendvsr.config import load_config
-    from ascendvsr.models import build_model
-    from ascendvsr.tasks.nerv import NervTask, train_nerv, train_until
+    from ascendvsr.tasks.nerv import NervTask
+    from ascendvsr.zoo import get_entry
+    build_model = get_entry('NeRV').build
 
     out = os.path.abspath(args.out)
     if os.path.isdir(out):
@@ -65,31 +66,29 @@ def main():
     # ------------------------------------------------------------------ 1. fit
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(cfg)
-    pipe = NervTask.train_pipeline(cfg, model, SingleDevice(), apply_pruning=False)
-    trainer = Trainer(cfg, model, pipe, log, SingleDevice())
-    NervTask.configure_trainer(cfg, trainer)
-    log.info(f'Fitting {pipe.num_frames} frames at {model.output_size}, '
+    trainer = Trainer(cfg, model, NervTask(cfg), log, SingleDevice())
+    log.info(f'Fitting {cfg.nerv.num_frames} frames at {model.output_size}, '
              f'{model.count_parameters():,} parameters, {args.epochs} epochs')
     curve, t_train = [], 0.0
     t_start = time.time()
     for epoch in range(args.eval_every, args.epochs + 1, args.eval_every):
         t0 = time.time()
-        train_until(trainer, cfg, epoch * spe)
+        trainer.train(until=epoch * spe)
         t_train += time.time() - t0
-        rep = NervTask.evaluate(cfg, model, log, step=epoch * spe)
+        rep = NervTask(cfg).evaluate(model, log, step=epoch * spe)
         curve.append(dict(epoch=epoch, psnr=rep['psnr'], ms_ssim=rep['ms_ssim'],
                           train_s=round(t_train, 1), decode_fps=rep['decode_fps']))
         log.info(f'epoch {epoch}: PSNR {rep["psnr"]:.2f} dB, MS-SSIM {rep["ms_ssim"]:.4f}, '
                  f'training {t_train / epoch:.1f} s/epoch')
     fit_ckpt = save_checkpoint(model, os.path.join(out, 'fit', 'final'))
-    fit = NervTask.evaluate(quiet, model, log)
+    fit = NervTask(quiet).evaluate(model, log)
     rows = [dict(series='fit float32', bpp=fit['bpp'], psnr=fit['psnr'], ms_ssim=fit['ms_ssim'],
                  sparsity=0.0, quant_bit=32)]
 
     # bfloat16 decoding of the same weights (speed option): its PSNR cost
     bf = build_model(cfg, compute_dtype='bfloat16')
     restore_checkpoint(bf, fit_ckpt)
-    bf16 = NervTask.evaluate(quiet, bf, log)
+    bf16 = NervTask(quiet).evaluate(bf, log)
 
     # ------------------------------------------------------------------ 2. quantisation
     for bit in args.bits:
@@ -97,7 +96,7 @@ def main():
                                                 'nerv.quant_bit', str(bit)])
         qm = build_model(cfg)
         restore_checkpoint(qm, fit_ckpt)
-        rep = NervTask.evaluate(qcfg, qm, log)
+        rep = NervTask(qcfg).evaluate(qm, log)
         rows.append(dict(series='quantised', bpp=rep['bpp'], psnr=rep['psnr'],
                          ms_ssim=rep['ms_ssim'], sparsity=0.0, quant_bit=bit,
                          bpp_huffman=rep['storage']['bpp_huffman']))
@@ -117,16 +116,16 @@ def main():
         no_ft = build_model(pcfg)
         restore_checkpoint(no_ft, fit_ckpt)
         prune_model(no_ft, s)
-        before_ft = NervTask.evaluate(pcfg, no_ft, log)
-        ptrainer, _ = train_nerv(pcfg, log, model=pm)
+        before_ft = NervTask(pcfg).evaluate(no_ft, log)
+        Trainer(pcfg, pm, NervTask(pcfg), log, SingleDevice()).train()
         ft_s = time.time() - t0
-        rep = NervTask.evaluate(pcfg, pm, log)
+        rep = NervTask(pcfg).evaluate(pm, log)
         rows.append(dict(series='pruned + fine-tuned', bpp=rep['bpp'], psnr=rep['psnr'],
                          ms_ssim=rep['ms_ssim'], sparsity=s, prune_ratio=ratio, quant_bit=32,
                          psnr_before_finetune=before_ft['psnr'], finetune_s=round(ft_s, 1),
                          prunable_sparsity=rep['storage']['prunable_sparsity']))
         q8 = load_config(args.config, base + popts + ['nerv.quant_bit', '8'])
-        rep8 = NervTask.evaluate(q8, pm, log)
+        rep8 = NervTask(q8).evaluate(pm, log)
         rows.append(dict(series='pruned + fine-tuned, 8 bit', bpp=rep8['bpp'], psnr=rep8['psnr'],
                          ms_ssim=rep8['ms_ssim'], sparsity=s, prune_ratio=ratio, quant_bit=8,
                          bpp_huffman=rep8['storage']['bpp_huffman']))

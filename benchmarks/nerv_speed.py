@@ -45,8 +45,10 @@ def run_case(case, frames, config, workdir):
     import tensorflow as tf
     from ascendcv.runner.freezer import FrozenGraphModel, freeze
     from ascendvsr.config import load_config
-    from ascendvsr.models import build_model
-    from ascendvsr.tasks.nerv import decode_all, make_predict
+    from ascendcv.runner.predict import run_batches
+    from ascendvsr.tasks.nerv import NervTask, index_batches, make_predict
+    from ascendvsr.zoo import get_entry
+    build_model = get_entry('NeRV').build
 
     cfg = load_config(os.path.join(ROOT, 'configs', f'{config}.yaml'),
                       ['data.eval_batch_size', '1', 'output_dir', workdir])
@@ -58,7 +60,7 @@ def run_case(case, frames, config, workdir):
         kw['fuse_head'] = False
     model = build_model(cfg, **kw)
     if case.startswith('frozen'):
-        pb, _ = freeze(model, cfg, os.path.join(workdir, f'{case}.pb'))
+        pb, _ = freeze(NervTask(cfg), model, os.path.join(workdir, f'{case}.pb'))
         predict = FrozenGraphModel(pb)
     else:
         predict = make_predict(model)
@@ -72,7 +74,8 @@ def run_case(case, frames, config, workdir):
         cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
         return out
 
-    spent, n = decode_all(timed, frames, batch_size=1, desc=case)
+    _, spent = run_batches(timed, index_batches(frames, 1), desc=case)
+    n = frames
     times, cpu = times[1:], cpu[1:]  # drop the warm-up call
     probe = np.array([frames // 2], np.float32)
     y = np.asarray(predict(probe), np.float64)

@@ -90,7 +90,7 @@ def _tensor_mib(peak=False, reset_peak=False):
 def _mask(size):
     import numpy as np
     if os.path.isfile(MASK) and size <= 256:
-        from ascendvsr.models.revsci import load_mask
+        from ascendcv.dataloader.sci import load_mask
         return load_mask(MASK)[:size, :size]
     return (np.random.default_rng(0).random((size, size, 8)) > 0.5).astype(np.float32)
 
@@ -99,7 +99,8 @@ def worker_train(num_block, reversible, size, batch):
     import numpy as np
     import tensorflow as tf
     import keras
-    from ascendvsr.models.revsci import RevSCI, meas_re_from_measurement
+    from ascendcv.utils.sci_physics import normalize_measurement
+    from ascendvsr.models.revsci import RevSCI
     rss_import = _rss_mib()
 
     keras.utils.set_random_seed(0)
@@ -112,7 +113,7 @@ def worker_train(num_block, reversible, size, batch):
     rng = np.random.default_rng(0)
     video = rng.random((batch, 8, size, size), dtype=np.float32)
     meas = np.sum(video * mask.transpose(2, 0, 1)[None], axis=1)
-    meas_re = tf.constant(meas_re_from_measurement(meas, mask))
+    meas_re = tf.constant(normalize_measurement(meas, mask))
     video = tf.constant(video)
     rss_built = _rss_mib()
 

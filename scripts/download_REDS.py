@@ -35,8 +35,11 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ascendcv.utils.fileio import atomic_write_text, temp_path  # noqa: E402
 
 BASE_URL = 'http://data.cv.snu.ac.kr:8008/webdav/dataset/REDS/'
 MANUAL_PAGE = 'https://seungjunnah.github.io/Datasets/reds.html'
@@ -222,7 +225,7 @@ def extract_part(zip_path, root, part, quiet=False):
     if os.path.exists(final):
         raise DownloadError(f'{final} already exists but {marker_path(root, part)} does not; '
                             f'remove {final} (incomplete?) and run the script again')
-    staging = os.path.join(root, f'.tmp-extract-{uuid.uuid4().hex[:8]}-{part}')
+    staging = temp_path(final, 'extract')
     try:
         try:
             with zipfile.ZipFile(zip_path) as zf:
@@ -245,8 +248,7 @@ def extract_part(zip_path, root, part, quiet=False):
         os.replace(found, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    with open(marker_path(root, part), 'w') as f:
-        f.write(os.path.basename(zip_path) + '\n')
+    atomic_write_text(marker_path(root, part), os.path.basename(zip_path) + '\n')
     return final
 
 

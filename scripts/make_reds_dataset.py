@@ -23,14 +23,16 @@ are already in place (copies are written to a temporary folder and renamed, so a
 folder is complete).  Exit code: 0 on success, 1 on errors.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
-import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ascendcv.utils.fileio import atomic_write_json, atomic_write_via  # noqa: E402
+from ascendcv.utils.video_io import IMAGE_EXTENSIONS  # noqa: E402
 
 REDS4 = ('000', '011', '015', '020')
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 GT_REL = 'train_sharp'
 LR_REL = os.path.join('train_sharp_bicubic', 'X4')
 
@@ -111,11 +113,6 @@ def check_raw(gt_root, lr_root, scale=4):
     return info
 
 
-def _tmp_name(path):
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f'.tmp-{uuid.uuid4().hex[:8]}-{name}')
-
-
 def _place(src, dst, link, overwrite):
     """Symlink or copy folder ``src`` to ``dst`` (atomically). Returns False if already there."""
     if os.path.lexists(dst):
@@ -131,35 +128,15 @@ def _place(src, dst, link, overwrite):
             os.remove(dst)
         else:
             shutil.rmtree(dst)
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = _tmp_name(dst)
-    try:
+
+    def write(tmp):
         if link:
             os.symlink(os.path.abspath(src), tmp, target_is_directory=True)
         else:
             shutil.copytree(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.islink(tmp):
-            os.remove(tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write_via(dst, write)
     return True
-
-
-def _write_json(path, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, 'w') as f:
-            json.dump(obj, f, indent=1)
-            f.write('\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def make_reds_dataset(raw, out, link=False, val_clips=REDS4, scale=4, gt_subdir='truth',
@@ -190,8 +167,8 @@ def make_reds_dataset(raw, out, link=False, val_clips=REDS4, scale=4, gt_subdir=
         for src_root, sub in ((gt_root, gt_subdir), (lr_root, lr_subdir)):
             placed += _place(os.path.join(src_root, clip),
                              os.path.join(out, 'images', clip, sub), link, overwrite)
-    _write_json(os.path.join(out, 'sets', 'train.json'), train)
-    _write_json(os.path.join(out, 'sets', 'val.json'), list(val_clips))
+    atomic_write_json(os.path.join(out, 'sets', 'train.json'), train)
+    atomic_write_json(os.path.join(out, 'sets', 'val.json'), list(val_clips))
     frames = sum(n for _, _, n in info.values())
     log(f'{out}: {len(clips)} clips ({len(train)} train, {len(val_clips)} val), {frames} frames '
         f'per resolution, {placed} folders {"linked" if link else "copied"}, '

@@ -17,10 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from ascendcv.dataloader.sci import (SciDataError, load_mask, rgb_to_luma, save_mat,  # noqa: E402
+from ascendcv.dataloader.sci import (SciDataError, load_mask, save_mat,  # noqa: E402
                                      simulate_benchmark)
-from ascendcv.dataloader.video_frames import resolve_source  # noqa: E402
-from ascendcv.utils.video_io import VideoError, read_frames  # noqa: E402
+from ascendcv.utils.sci_physics import rgb_to_luma  # noqa: E402
+from ascendcv.utils.video_io import VideoError, read_frames, resolve_source  # noqa: E402
 
 
 def main(argv=None):

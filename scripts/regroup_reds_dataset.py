@@ -22,7 +22,10 @@ import argparse
 import os
 import shutil
 import sys
-import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ascendcv.utils.fileio import atomic_write_via  # noqa: E402
 
 VAL_OFFSET = 240
 # (validation folder, training folder), relative to the root
@@ -57,12 +60,7 @@ def list_files(folder):
 
 
 def _copy_atomic(src, dst):
-    tmp = os.path.join(os.path.dirname(dst), f'.tmp-{uuid.uuid4().hex[:8]}-{os.path.basename(dst)}')
-    try:
-        shutil.copytree(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_via(dst, lambda tmp: shutil.copytree(src, tmp))
 
 
 def regroup_folder(val_dir, train_dir, copy=False, log=print):

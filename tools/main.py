@@ -28,43 +28,42 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def load_model_for_inference(cfg, logger):
-    """The model to run: a frozen ``.pb`` as is, or the configured model with a TF checkpoint."""
-    from ascendcv.runner.checkpoint import restore_checkpoint
+def load_model_for_inference(cfg, entry, task, logger):
+    """The model to run: a frozen ``.pb`` as is, or the registered model with a TF checkpoint."""
+    from ascendcv.runner.checkpoint import build_and_restore
     from ascendcv.utils.torch_checkpoint import CheckpointError
-    from ascendvsr.models import build_model
-    from ascendvsr.tasks import get_task
     ckpt = cfg.model.checkpoint
-    if not getattr(get_task(cfg.model.name), 'needs_checkpoint', True):
-        return build_model(cfg)  # e.g. GAP-TV: an optimisation method, no weights
-    if not ckpt:
-        raise CheckpointError('model.checkpoint is empty: give a TF checkpoint (prefix or folder) '
-                              'or a frozen .pb (e.g. bash scripts/run_evaluation.sh 0 CKPT)')
     if ckpt.endswith('.pb'):
         from ascendcv.runner.freezer import FrozenGraphModel
         logger.info(f'Running the frozen graph {ckpt}')
         return FrozenGraphModel(ckpt)
-    model = build_model(cfg)
-    prefix = restore_checkpoint(model, ckpt)
-    logger.info(f'Loaded {prefix}')
+    if task.needs_checkpoint and not ckpt:
+        raise CheckpointError('model.checkpoint is empty: give a TF checkpoint (prefix or folder) '
+                              'or a frozen .pb (e.g. bash scripts/run_evaluation.sh 0 CKPT)')
+    model, _ = build_and_restore(entry.build, cfg, ckpt if task.needs_checkpoint else '',
+                                 logger=logger.info)
     return model
 
 
 def run(cfg, logger):
-    from ascendvsr.tasks import get_task
+    """Run ``cfg.mode`` for the model registered as ``cfg.model.name``: the runner gets the
+    config, the task, the model factory (and builds the distributed backend itself)."""
+    from ascendvsr.zoo import get_entry
+    entry = get_entry(cfg.model.name)
+    task = entry.make_task(cfg)
     if cfg.mode == 'train':
-        from ascendcv.runner.trainer import train_from_config
-        train_from_config(cfg, logger, get_task(cfg.model.name))
+        from ascendcv.runner.trainer import train
+        train(cfg, task, entry.build, logger)
     elif cfg.mode == 'eval':
-        get_task(cfg.model.name).evaluate(cfg, load_model_for_inference(cfg, logger), logger)
+        task.evaluate(load_model_for_inference(cfg, entry, task, logger), logger)
     elif cfg.mode == 'inference':
-        get_task(cfg.model.name).infer(cfg, load_model_for_inference(cfg, logger), logger)
+        task.infer(load_model_for_inference(cfg, entry, task, logger), logger)
     elif cfg.mode == 'freeze':
         from ascendcv.runner.freezer import export_and_check
-        export_and_check(cfg, logger)
+        export_and_check(cfg, task, entry.build, logger)
     elif cfg.mode == 'convert':
         from ascendvsr.convert import convert_checkpoint
-        convert_checkpoint(cfg, logger=logger.info)
+        convert_checkpoint(cfg, entry, logger=logger.info)
 
 
 def main(argv=None):
@@ -98,7 +97,7 @@ def main(argv=None):
     except NonFiniteLossError:
         return 3
     except (CheckpointError, ValueError, FileNotFoundError, OSError, RuntimeError,
-            IndexError) as err:
+            IndexError, KeyError) as err:
         print(f'Error: {err}', file=sys.stderr)
         return 1
     return 0

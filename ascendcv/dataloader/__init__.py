@@ -6,12 +6,12 @@ package does not import TensorFlow.
 """
 from ascendcv.dataloader.augment import augment
 from ascendcv.dataloader.frame_indices import generate_frame_indices
-from ascendcv.dataloader.reds import (ClipInfo, DatasetError, FrameClipDataset, RedsDataset,
-                                      write_toy_reds)
+from ascendcv.dataloader.frame_clips import ClipInfo, DatasetError, FrameClipDataset
+from ascendcv.dataloader.reds import RedsDataset, write_toy_reds
 from ascendcv.dataloader.vimeo import Vimeo90KDataset, write_toy_vimeo
 
 _PIPELINE = ('build_dataset', 'build_train_pipeline', 'load_training_sample',
-             'global_sample_index', 'eval_windows', 'describe', 'DATASET_TYPES')
+             'global_sample_index', 'describe', 'DATASET_TYPES')
 
 __all__ = ['augment', 'generate_frame_indices', 'ClipInfo', 'DatasetError', 'FrameClipDataset',
            'RedsDataset', 'Vimeo90KDataset', 'write_toy_reds', 'write_toy_vimeo', *_PIPELINE]

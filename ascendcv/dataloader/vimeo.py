@@ -16,7 +16,7 @@ Evaluation scores only ``im4`` (:meth:`Vimeo90KDataset.eval_centers`), as BasicS
 """
 import os
 
-from ascendcv.dataloader.reds import DatasetError, FrameClipDataset, _resolve
+from ascendcv.dataloader.frame_clips import DatasetError, FrameClipDataset, resolve_path
 
 __all__ = ['Vimeo90KDataset', 'SEPTUPLET_FRAMES', 'write_toy_vimeo']
 
@@ -46,9 +46,9 @@ class Vimeo90KDataset(FrameClipDataset):
     def __init__(self, data_dir, split, gt_dir='sequences', lr_dir='sequences_lr',
                  list_file='sep_trainlist.txt', scale=4, check_sizes=True):
         data_dir = os.fspath(data_dir)
-        self.gt_dir = _resolve(data_dir, gt_dir)
-        self.lr_dir = _resolve(data_dir, lr_dir)
-        self.list_file = _resolve(data_dir, list_file)
+        self.gt_dir = resolve_path(data_dir, gt_dir)
+        self.lr_dir = resolve_path(data_dir, lr_dir)
+        self.list_file = resolve_path(data_dir, list_file)
         super().__init__(data_dir, split, scale, check_sizes)
 
     def _read_list(self):
@@ -115,11 +115,11 @@ def write_toy_vimeo(data_dir, septuplets=('00001/0001', '00001/0002'), lr_size=(
     h, w = lr_size
     for c, name in enumerate(septuplets):
         for t, frame in enumerate(SEPTUPLET_FRAMES):
-            write_png(os.path.join(_resolve(data_dir, lr_dir), *name.split('/'), frame),
+            write_png(os.path.join(resolve_path(data_dir, lr_dir), *name.split('/'), frame),
                       toy_lr_frame(c, t, h, w))
-            write_png(os.path.join(_resolve(data_dir, gt_dir), *name.split('/'), frame),
+            write_png(os.path.join(resolve_path(data_dir, gt_dir), *name.split('/'), frame),
                       toy_gt_frame(c, t, h, w, scale))
     for list_file in (train_list, test_list):
-        with open(_resolve(data_dir, list_file), 'w', encoding='utf-8') as f:
+        with open(resolve_path(data_dir, list_file), 'w', encoding='utf-8') as f:
             f.write(''.join(f'{name}\n' for name in septuplets))
     return list(septuplets)

@@ -1,16 +1,53 @@
-"""Convolutions with PyTorch padding semantics (symmetric explicit padding).
+"""2-D convolutions with PyTorch semantics: ``Conv2d`` (symmetric explicit padding) and the
+non-overlapping ``ConvTranspose2d`` (kernel = stride), NHWC.
 
 TF's 'SAME' pads stride-2 convolutions asymmetrically (more at the bottom/right), while
 ``nn.Conv2d(..., stride=2, padding=1)`` pads one pixel on every side. Our ``Conv2d`` takes the
 PyTorch arguments and pads explicitly so converted weights reproduce PyTorch outputs.
 """
+import math
+
 import keras
 import tensorflow as tf
 
-from ascendcv.layers.torch_compat import TorchWeightLayer, oihw_to_hwio, torch_uniform
+from ascendcv.layers.torch_compat import (TorchWeightLayer, freeze_zeros, iohw_to_hwio,
+                                          oihw_to_hwio, torch_uniform)
 
 
-class Conv2d(TorchWeightLayer):
+class ConvNd(TorchWeightLayer):
+    """The constructor :class:`Conv2d` and :class:`ascendcv.layers.conv3d.Conv3d` share:
+    ``torch.nn.ConvNd`` arguments, weights ``kernel`` ``(*kernel_size, in, out)`` and ``bias``
+    ``(out,)`` with PyTorch's default initialisation.
+
+    Subclasses set ``spatial_arg(value, name)``, which turns a kernel_size / stride / padding /
+    dilation argument into the stored attribute (an int in 2-D, a ``(d, h, w)`` triple in 3-D),
+    and ``kernel_dims()``, the spatial kernel shape.
+    """
+
+    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
+                   'bias')
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
+                 bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = self.spatial_arg(kernel_size, 'kernel_size')
+        self.stride = self.spatial_arg(stride, 'stride')
+        self.padding = self.spatial_arg(padding, 'padding')
+        self.dilation = self.spatial_arg(dilation, 'dilation')
+        dims = self.kernel_dims()
+        self.add_torch_weights((*dims, self.in_channels, self.out_channels), self.out_channels,
+                               bias, torch_uniform(self.in_channels * math.prod(dims)))
+
+    @staticmethod
+    def spatial_arg(value, name):
+        raise NotImplementedError
+
+    def kernel_dims(self):
+        raise NotImplementedError
+
+
+class Conv2d(ConvNd):
     """2-D convolution, NHWC, with ``torch.nn.Conv2d`` arguments.
 
     Args:
@@ -25,18 +62,13 @@ class Conv2d(TorchWeightLayer):
     """
 
     weight_layout = staticmethod(oihw_to_hwio)
-    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
-                   'bias')
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
-                 bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride = int(kernel_size), int(stride)
-        self.padding, self.dilation = int(padding), int(dilation)
-        k = self.kernel_size
-        self.add_torch_weights((k, k, self.in_channels, self.out_channels), self.out_channels, bias,
-                               torch_uniform(self.in_channels * k * k))
+    @staticmethod
+    def spatial_arg(value, name):
+        return int(value)
+
+    def kernel_dims(self):
+        return self.kernel_size, self.kernel_size
 
     def call(self, x):
         p = self.padding
@@ -49,6 +81,38 @@ class Conv2d(TorchWeightLayer):
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
         return y
+
+
+class ConvTranspose2d(TorchWeightLayer):
+    """``nn.ConvTranspose2d(in, out, kernel_size=s, stride=s)`` (no overlap, no padding), NHWC.
+
+    ``out[n, h*s+i, w*s+j, o] = bias[o] + sum_c x[n, h, w, c] * W[c, o, i, j]``; input
+    ``[N, H, W, in]`` -> ``[N, sH, sW, out]``. Weight ``kernel`` (s, s, in, out) (PyTorch
+    ``(in, out, s, s)``), ``bias`` (out,). ``keep_zeros``: exactly-zero weights receive no
+    gradient (pruned weights stay pruned).
+    """
+
+    weight_layout = staticmethod(iohw_to_hwio)
+    config_keys = ('in_channels', 'out_channels', 'stride', 'bias', 'keep_zeros')
+
+    def __init__(self, in_channels, out_channels, stride, bias=True, keep_zeros=False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.stride, self.keep_zeros = int(stride), bool(keep_zeros)
+        s = self.stride
+        # PyTorch computes the fan-in of a transposed conv weight (in, out, k, k) as out * k * k
+        self.add_torch_weights((s, s, self.in_channels, self.out_channels), self.out_channels,
+                               bias, torch_uniform(self.out_channels * s * s))
+
+    def call(self, x):
+        s, c_in, c_out = self.stride, self.in_channels, self.out_channels
+        k = freeze_zeros(self.kernel) if self.keep_zeros else self.kernel
+        mat = tf.reshape(tf.transpose(k, [2, 0, 1, 3]), [c_in, s * s * c_out])
+        shape = tf.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        y = tf.reshape(tf.matmul(tf.reshape(x, [-1, c_in]), mat), [n, h, w, s, s, c_out])
+        y = tf.reshape(tf.transpose(y, [0, 1, 3, 2, 4, 5]), [n, h * s, w * s, c_out])
+        return y + self.bias if self.bias is not None else y
 
 
 def leaky_relu(x, negative_slope=0.1):

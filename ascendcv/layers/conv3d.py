@@ -20,6 +20,7 @@ import math
 
 import tensorflow as tf
 
+from ascendcv.layers.conv import ConvNd
 from ascendcv.layers.torch_compat import (TorchWeightLayer, iodhw_to_dhwoi, oidhw_to_dhwio,
                                           torch_uniform)
 
@@ -33,7 +34,7 @@ def _triple(value, what):
     return value
 
 
-class Conv3d(TorchWeightLayer):
+class Conv3d(ConvNd):
     """3-D convolution, NDHWC, with ``torch.nn.Conv3d`` arguments.
 
     Args:
@@ -47,25 +48,18 @@ class Conv3d(TorchWeightLayer):
     """
 
     weight_layout = staticmethod(oidhw_to_dhwio)
-    config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
-                   'bias')
+    spatial_arg = staticmethod(_triple)
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
-                 bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _triple(kernel_size, 'kernel_size')
-        self.stride = _triple(stride, 'stride')
-        self.padding = _triple(padding, 'padding')
-        self.dilation = _triple(dilation, 'dilation')
-        self.add_torch_weights((*self.kernel_size, self.in_channels, self.out_channels),
-                               self.out_channels, bias,
-                               torch_uniform(self.in_channels * math.prod(self.kernel_size)))
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         same = all(s == 1 and 2 * p == d * (k - 1) for k, s, p, d in
                    zip(self.kernel_size, self.stride, self.padding, self.dilation))
         self._tf_padding = 'SAME' if same else 'VALID'
         self._explicit_pad = None if (same or not any(self.padding)) else \
             [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
+
+    def kernel_dims(self):
+        return self.kernel_size
 
     def call(self, x):
         if self._explicit_pad is not None:

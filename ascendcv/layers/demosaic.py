@@ -13,7 +13,7 @@ colour is a bilinear estimate corrected by the Laplacian of the sampled colour, 
   -3/2.
 
 Borders are extended by reflection (2 pixels). Layout RGGB: R at (even, even), G at (even, odd)
-and (odd, even), B at (odd, odd) -- :data:`ascendcv.dataloader.sci.BAYER_OFFSETS`.
+and (odd, even), B at (odd, odd) -- :data:`ascendcv.utils.sci_physics.BAYER_OFFSETS`.
 """
 import numpy as np
 import tensorflow as tf

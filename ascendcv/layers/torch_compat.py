@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def oihw_to_hwio(w):
@@ -22,6 +23,11 @@ def oihw_to_hwio(w):
 def oidhw_to_dhwio(w):
     """Conv3d weight (out, in, kd, kh, kw) -> TF (kd, kh, kw, in, out)."""
     return np.transpose(w, (2, 3, 4, 1, 0))
+
+
+def iohw_to_hwio(w):
+    """ConvTranspose2d weight (in, out, kh, kw) -> our (kh, kw, in, out)."""
+    return np.transpose(w, (2, 3, 0, 1))
 
 
 def iodhw_to_dhwoi(w):
@@ -45,15 +51,36 @@ def torch_uniform(fan_in):
     return keras.initializers.RandomUniform(-bound, bound)
 
 
-class TorchWeightLayer(keras.layers.Layer):
+def freeze_zeros(kernel):
+    """``kernel`` with no gradient through its exactly-zero entries, so they stay zero while
+    training: the effect of ``torch.nn.utils.prune``'s ``weight_orig * weight_mask``
+    re-parametrisation without a separate mask variable. Same shape as ``kernel``."""
+    mask = tf.stop_gradient(tf.cast(tf.not_equal(kernel, 0.0), kernel.dtype))
+    return kernel * mask
+
+
+class ConfigKeysLayer(keras.layers.Layer):
+    """A layer whose ``get_config()`` holds its constructor arguments ``config_keys``, read back
+    from the attributes of the same names (``config_aliases`` maps a key to another attribute),
+    so ``type(layer).from_config(layer.get_config())`` rebuilds it."""
+    config_keys = ()
+    config_aliases = {}
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update({k: getattr(self, self.config_aliases.get(k, k)) for k in self.config_keys})
+        return cfg
+
+
+class TorchWeightLayer(ConfigKeysLayer):
     """Base of layers that stand for a PyTorch module with ``weight`` and an optional ``bias``.
 
     Subclasses set ``weight_layout`` (PyTorch layout -> ours, e.g. :func:`oihw_to_hwio`) and
-    ``config_keys`` (their constructor arguments, read back from attributes of the same names;
-    ``bias`` from ``use_bias``), and create the weights with :meth:`add_torch_weights`.
+    ``config_keys`` (their constructor arguments; ``bias`` is read back from ``use_bias``), and
+    create the weights with :meth:`add_torch_weights`.
     """
     weight_layout = staticmethod(identity)
-    config_keys = ()
+    config_aliases = {'bias': 'use_bias'}
 
     def add_torch_weights(self, kernel_shape, out_channels, bias, init, bias_init=None):
         """Create ``kernel`` (our layout) and, when ``bias``, ``bias`` ``(out_channels,)``."""
@@ -69,11 +96,6 @@ class TorchWeightLayer(keras.layers.Layer):
         if self.bias is not None:
             w['bias'] = (self.bias, identity)
         return w
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.update({k: getattr(self, 'use_bias' if k == 'bias' else k) for k in self.config_keys})
-        return cfg
 
 
 def _children(layer):

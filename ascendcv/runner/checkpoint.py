@@ -19,6 +19,7 @@ from collections import OrderedDict
 import tensorflow as tf
 
 from ascendcv.layers.torch_compat import torch_state_variables
+from ascendcv.utils.fileio import atomic_write_bytes
 from ascendcv.utils.torch_checkpoint import CheckpointError
 
 WEIGHTS_KEY = 'weights'
@@ -115,6 +116,19 @@ def restore_checkpoint(model, path, extra=None):
     return prefix
 
 
+def build_and_restore(factory, cfg, checkpoint, logger=None, **overrides):
+    """``factory(cfg, **overrides)`` -> model, with the weights of ``checkpoint`` (a prefix or a
+    folder; empty = the factory's initial weights). The one place a model is built and
+    restored; returns ``(model, prefix or None)``."""
+    model = factory(cfg, **overrides)
+    if not checkpoint:
+        return model, None
+    prefix = restore_checkpoint(model, checkpoint)
+    if logger is not None:
+        logger(f'Loaded {prefix}')
+    return model, prefix
+
+
 class CheckpointManager:
     """Numbered training checkpoints ``<folder>/ckpt-<step>`` keeping the last ``keep``.
 
@@ -152,10 +166,7 @@ class CheckpointManager:
 
     def save(self, model, step, extra=None):
         prefix = save_checkpoint(model, os.path.join(self.folder, f'ckpt-{step}'), extra)
-        tmp = os.path.join(self.folder, '.latest.tmp')
-        with open(tmp, 'w') as f:
-            f.write(f'ckpt-{step}\n')
-        os.replace(tmp, os.path.join(self.folder, 'latest'))
+        atomic_write_bytes(os.path.join(self.folder, 'latest'), f'ckpt-{step}\n'.encode())
         for old in self.steps()[:-self.keep]:
             for path in tf.io.gfile.glob(os.path.join(self.folder, f'ckpt-{old}.*')):
                 os.remove(path)

@@ -31,6 +31,7 @@ class SingleDevice:
     """One process, one device."""
     rank, world_size, is_chief, name = 0, 1, True, 'none'
     conditional_apply = True  # the optimizer update may sit inside tf.cond
+    stops_on_time = True  # every rank can agree to stop at a wall-time limit (solver.time_limit_minutes)
 
     def scope(self):
         return contextlib.nullcontext()
@@ -114,6 +115,7 @@ class TFDistributeBackend(SingleDevice):
     others fail with an error instead of hanging.
     """
     name = 'tf'
+    stops_on_time = False  # no collective outside the step to agree on it
     conditional_apply = False  # MultiWorkerMirroredStrategy cannot synchronise inside tf.cond
 
     def __init__(self, timeout_seconds=60):

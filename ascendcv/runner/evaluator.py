@@ -8,33 +8,12 @@ Prints, like the original EDVR evaluation::
     Average PSNR = 27.8 dB, SSIM = 0.80 over 4 videos
 """
 import os
-import time
 
 import numpy as np
-from tqdm import tqdm
 
-from ascendcv.dataloader.frame_indices import generate_frame_indices
 from ascendcv.utils.metrics import calculate_psnr, calculate_ssim
 from ascendcv.utils.video_io import to_uint8
 from ascendcv.utils.fileio import atomic_write_json as _atomic_json
-
-
-def restore_frames(predict, lr, num_frame, padding, batch_size=1, desc=None, centers=None):
-    """Run ``predict([B, T, h, w, C] float) -> [B, H, W, C]`` for the frames ``centers`` (default:
-    all) of ``lr`` (uint8 ``[N, h, w, C]``); returns uint8 ``[len(centers), H, W, C]`` and the
-    seconds spent in ``predict``."""
-    clip = lr.astype(np.float32) / 255.0
-    n = len(lr)
-    centers = list(range(n)) if centers is None else list(centers)
-    out, spent = [], 0.0
-    windows = [generate_frame_indices(i, n, num_frame, padding) for i in centers]
-    for start in tqdm(range(0, len(centers), batch_size), desc=desc, unit='batch', leave=False):
-        batch = np.stack([clip[w] for w in windows[start:start + batch_size]])
-        t0 = time.perf_counter()
-        pred = np.asarray(predict(batch))
-        spent += time.perf_counter() - t0
-        out.extend(to_uint8(p) for p in pred)
-    return np.stack(out), spent
 
 
 def frame_metrics(restored, gt, crop_border, test_y, compute_ssim):
@@ -44,10 +23,11 @@ def frame_metrics(restored, gt, crop_border, test_y, compute_ssim):
     return psnr, ssim
 
 
-def evaluate(cfg, predict, dataset, num_frame, logger, tag='model'):
-    """Evaluate ``predict`` on every clip of ``dataset``; writes the JSON report, returns it."""
+def evaluate(cfg, predict, dataset, strategy, logger):
+    """Evaluate ``predict`` on every clip of ``dataset`` (``load_clip(name) -> (lr, gt)`` uint8
+    ``[N, h, w, C]`` / ``[N, H, W, C]``, ``eval_centers(name)``: the frames scored) through the
+    prediction ``strategy`` (:mod:`ascendcv.runner.predict`); writes the JSON report, returns it."""
     e = cfg.eval
-    bs = max(cfg.data.eval_batch_size, 1)
     max_frames = None if cfg.data.max_eval_frames < 0 else cfg.data.max_eval_frames
     report = dict(model=cfg.model.name, checkpoint=cfg.model.checkpoint, data_dir=cfg.data.data_dir,
                   crop_border=e.crop_border, test_y_channel=e.test_y_channel, videos={})
@@ -58,8 +38,9 @@ def evaluate(cfg, predict, dataset, num_frame, logger, tag='model'):
         lr, gt = dataset.load_clip(clip, max_frames=max_frames)
         # REDS scores every frame; Vimeo90K only the centre frame of each septuplet (BasicSR)
         centers = [c for c in dataset.eval_centers(clip) if c < len(lr)]
-        restored, spent = restore_frames(predict, lr, num_frame, cfg.data.padding, bs, desc=clip,
-                                         centers=centers)
+        restored, spent = strategy.restore(predict, lr.astype(np.float32) / 255.0, centers,
+                                           desc=clip)
+        restored = np.stack([to_uint8(f) for f in restored])
         gt, lr_eval = gt[centers], lr[centers]
         if restored.shape != gt.shape:
             raise ValueError(f'clip {clip}: restored frames {restored.shape} vs ground truth '

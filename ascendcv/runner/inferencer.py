@@ -1,4 +1,4 @@
-"""Restore a video (file or frame folder) with a sliding-window model; no ground truth needed.
+"""Restore a video (file or frame folder) through a prediction strategy; no ground truth needed.
 
 Frames go to ``output_dir/test/<clip>/%08d.png`` through a bounded queue drained by writer
 threads (:class:`ascendcv.utils.image_writer.QueuedImageWriter`); every PNG is written under a
@@ -9,10 +9,7 @@ import os
 import time
 
 import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
 
-from ascendcv.dataloader.frame_indices import generate_frame_indices
 from ascendcv.utils.image_writer import QueuedImageWriter
 from ascendcv.utils.video_io import read_frames, to_uint8, write_video
 
@@ -22,18 +19,9 @@ def clip_name(source):
     return os.path.splitext(base)[0] or 'clip'
 
 
-def restore_clip(model, frames, num_frame, padding='reflection_circle'):
-    """Yield ``(index, restored uint8 [H', W', C])`` for every frame of ``frames`` ``[T,H,W,C]``."""
-    step = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    clip = frames.astype(np.float32) / 255.0
-    for i in range(len(frames)):
-        idx = generate_frame_indices(i, len(frames), num_frame, padding)
-        out = step(tf.constant(clip[idx][None]))
-        yield i, to_uint8(out[0].numpy())
-
-
-def run_inference(cfg, model, logger=print):
-    """Restore ``cfg.inference.source`` into ``cfg.output_dir/test``; returns the output folder."""
+def run_inference(cfg, predict, strategy, logger=print):
+    """Restore ``cfg.inference.source`` into ``cfg.output_dir/test`` with ``predict`` fed by
+    ``strategy`` (:mod:`ascendcv.runner.predict`); returns the output folder."""
     source = cfg.inference.source
     if not source:
         raise ValueError('inference.source is empty: give a video file or a frame folder, e.g. '
@@ -45,17 +33,20 @@ def run_inference(cfg, model, logger=print):
     os.makedirs(out_dir, exist_ok=True)
     logger(f'Restoring {len(frames)} frames of {source} ({frames.shape[1]}x{frames.shape[2]}) '
            f'-> {out_dir}')
-    num_frame = model.num_frame
     restored = [] if cfg.inference.save_video else None
     t0 = time.time()
     writer = QueuedImageWriter(num_workers=cfg.inference.num_writers,
                                max_queue=cfg.inference.writer_queue_size)
-    try:
-        for i, image in tqdm(restore_clip(model, frames, num_frame, cfg.inference.padding),
-                             total=len(frames), desc=f'Inference {name}', unit='frame'):
+    def put(indices, outputs):
+        for i, out in zip(indices, outputs):
+            image = to_uint8(out)
             writer.put(os.path.join(out_dir, f'{i:08d}.png'), image)
             if restored is not None:
                 restored.append(image)
+
+    try:
+        strategy.restore(predict, frames.astype(np.float32) / 255.0, desc=f'Inference {name}',
+                         callback=put)
     finally:
         writer.close()
     elapsed = time.time() - t0

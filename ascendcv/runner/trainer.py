@@ -1,10 +1,10 @@
 """Graph-mode training loop: resumable, atomic checkpoints, non-finite guard, TensorBoard.
 
-Model-agnostic: it needs ``model(x, training=True)`` and, optionally,
-``model.warmup_trainable_variables()`` (the variables trained alone during the first
-``solver.tsa_iter`` steps -- EDVR's TSA-only warm-up). The distributed backend (see
-:mod:`ascendcv.runner.distributed`) decides gradient averaging, data sharding and which rank
-writes files.
+Model-agnostic: the :class:`ascendcv.runner.task.Task` supplies the data, the loss, the
+learning-rate schedule and the training phases (which variables train until which step, with
+which learning-rate multipliers; e.g. EDVR's TSA-only warm-up, NeRV's prune-and-fine-tune). The
+distributed backend (see :mod:`ascendcv.runner.distributed`) decides gradient averaging, data
+sharding and which rank writes files.
 """
 import logging
 import math
@@ -15,9 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ascendcv.runner.checkpoint import CheckpointManager, restore_checkpoint
-from ascendcv.runner.losses import build_loss
-from ascendcv.runner.lr_schedule import build_lr_schedule
+from ascendcv.runner.checkpoint import CheckpointManager, build_and_restore, restore_checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -28,40 +26,79 @@ def _optimizer_variables(optimizer):
     return {f'{i:04d}_{v.path}': v for i, v in enumerate(optimizer.variables)}
 
 
+def check_phases(phases, total_steps):
+    """Phases must be ordered by ``until`` and the last must end at ``total_steps``."""
+    untils = [int(p.until) for p in phases]
+    if not phases or untils != sorted(set(untils)) or untils[0] < 1 or untils[-1] != total_steps:
+        raise ValueError(f'training phases must end at strictly increasing steps >= 1, the last '
+                         f'at solver.total_steps={total_steps}; got {untils}')
+    return phases
+
+
 class Trainer:
-    """Train ``model`` on batches from ``pipeline_fn(start_step)``.
+    """Train ``model`` as ``task`` says.
 
     Args:
         cfg: the frozen config tree.
         model: a built model.
-        pipeline_fn: ``start_step -> tf.data.Dataset`` of ``(inputs, target)`` batches; must be
-            deterministic in the global step so a resumed run sees the same batches.
-        backend: distributed backend (``ascendcv.runner.distributed.SingleDevice`` by default).
+        task: its :class:`ascendcv.runner.task.Task` (data, loss, schedule, phases).
         logger: a ``logging.Logger``.
+        backend: distributed backend (``ascendcv.runner.distributed.SingleDevice`` by default).
+
+    One Adam (``solver.beta1/beta2/epsilon``) holds the state of every trainable variable; each
+    learning-rate group of the phases (:attr:`Phase.lr_multipliers`) has an Adam of its own
+    running at ``multiplier x`` the scheduled rate (PyTorch parameter groups). All of them are
+    checkpointed with the weights and the step.
     """
 
-    def __init__(self, cfg, model, pipeline_fn, logger, backend=None):
+    def __init__(self, cfg, model, task, logger, backend=None):
         from ascendcv.runner.distributed import SingleDevice
-        self.cfg, self.model, self.pipeline_fn, self.log = cfg, model, pipeline_fn, logger
+        self.cfg, self.model, self.task, self.log = cfg, model, task, logger
         self.backend = backend or SingleDevice()
         s = cfg.solver
-        scale = self.backend.world_size if s.scale_lr_by_world_size else 1
-        self.schedule = build_lr_schedule(s, scale)
-        self.loss_fn = build_loss(s)
-        self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule(1), beta_1=s.beta1,
-                                               beta_2=s.beta2, epsilon=s.epsilon)
+        self.pipeline_fn = task.train_pipeline(model, self.backend)
+        self.schedule = task.lr_schedule(self.backend.world_size)
+        self.loss_fn = task.loss()
+        self.phases = check_phases(list(task.training_phases(model)), int(s.total_steps))
+        self.optimizer = self._adam()
         self.all_vars = list(model.trainable_variables)
         self.optimizer.build(self.all_vars)
+        self.groups = {}  # name -> (multiplier, optimizer, {id(var)})
+        for phase in self.phases:
+            for name, select, mult in phase.lr_multipliers:
+                group_vars = list(select(model))
+                if name in self.groups:
+                    if self.groups[name][0] != float(mult):
+                        raise ValueError(f'learning-rate group {name!r} has two multipliers')
+                    continue
+                opt = self._adam()
+                opt.build(group_vars)
+                self.groups[name] = (float(mult), opt, {id(v) for v in group_vars})
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
-        warm = getattr(model, 'warmup_trainable_variables', None)
-        self.warm_vars = list(warm()) if (callable(warm) and s.tsa_iter > 0) else []
         self.ckpt_dir = os.path.join(cfg.output_dir, 'checkpoints')
         self.manager = CheckpointManager(self.ckpt_dir, s.keep_checkpoints)
         self._steps = {}
 
+    def _adam(self):
+        s = self.cfg.solver
+        return keras.optimizers.Adam(learning_rate=self.schedule(1), beta_1=s.beta1,
+                                     beta_2=s.beta2, epsilon=s.epsilon)
+
     # ------------------------------------------------------------------ graph steps
-    def _make_step(self, variables):
-        model, loss_fn, opt, backend = self.model, self.loss_fn, self.optimizer, self.backend
+    def _make_step(self, variables, group_names):
+        """The graph step training ``variables``; those in the groups ``group_names`` go to
+        their group's optimizer, the rest to the main one."""
+        model, loss_fn, backend = self.model, self.loss_fn, self.backend
+        buckets = [(self.optimizer, [])] + [(self.groups[n][1], []) for n in group_names]
+        for j, v in enumerate(variables):
+            owner = next((k + 1 for k, n in enumerate(group_names) if id(v) in self.groups[n][2]),
+                         0)
+            buckets[owner][1].append(j)
+        buckets = [(opt, idx) for opt, idx in buckets if idx]
+
+        def apply_all(grads):
+            for opt, idx in buckets:
+                opt.apply_gradients([(grads[j], variables[j]) for j in idx])
 
         def replica_step(inputs, target):
             with tf.GradientTape() as tape:
@@ -74,15 +111,14 @@ class Trainer:
             finite = backend.all_true(finite)  # the same decision on every rank
             if backend.conditional_apply:
                 def apply():
-                    opt.apply_gradients(zip(grads, variables))
+                    apply_all(grads)
                     return tf.constant(True)
 
                 tf.cond(finite, apply, lambda: tf.constant(False))
             else:
                 # tf.distribute cannot synchronise inside tf.cond: apply zero gradients instead;
                 # the run stops right after and nothing is saved from this state
-                safe = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-                opt.apply_gradients(zip(safe, variables))
+                apply_all([tf.where(finite, g, tf.zeros_like(g)) for g in grads])
             return backend.mean_scalar(loss), finite
 
         @tf.function
@@ -91,22 +127,33 @@ class Trainer:
 
         return train_step
 
-    def _step_fn(self, step):
-        """The graph step for 1-based ``step`` (BasicSR: only TSA before ``tsa_iter``)."""
-        key = 'warm' if (self.warm_vars and step < self.cfg.solver.tsa_iter) else 'all'
-        if key not in self._steps:
-            if key == 'warm':
-                self.log.info(f'Only train the fusion (TSA) module for the first '
-                              f'{self.cfg.solver.tsa_iter - 1} steps '
-                              f'({len(self.warm_vars)} of {len(self.all_vars)} variables).')
-            elif self.warm_vars:
-                self.log.info('Train all the parameters.')
-            self._steps[key] = self._make_step(self.warm_vars if key == 'warm' else self.all_vars)
-        return self._steps[key]
+    def _phase_step(self, index):
+        """The graph step of phase ``index`` (built once)."""
+        if index not in self._steps:
+            phase = self.phases[index]
+            variables = self.all_vars if phase.trainable is None else list(phase.trainable(
+                self.model))
+            names = [n for n, _, _ in phase.lr_multipliers]
+            if len(variables) != len(self.all_vars):
+                self.log.info(f'Phase {index + 1}: training {len(variables)} of '
+                              f'{len(self.all_vars)} variables')
+            self._steps[index] = self._make_step(variables, names)
+        return self._steps[index]
+
+    def _set_lr(self, index, step):
+        lr = self.schedule(step)
+        self.optimizer.learning_rate.assign(lr)
+        for name, _, _ in self.phases[index].lr_multipliers:
+            mult, opt, _ = self.groups[name]
+            opt.learning_rate.assign(lr * mult)
+        return lr
 
     # ------------------------------------------------------------------ checkpoints
     def _extra(self):
-        return {'optimizer': _optimizer_variables(self.optimizer), 'step': self.step}
+        extra = {'optimizer': _optimizer_variables(self.optimizer), 'step': self.step}
+        for name, (_, opt, _) in self.groups.items():
+            extra[f'optimizer_{name}'] = _optimizer_variables(opt)
+        return extra
 
     def resume(self):
         """Restore the newest checkpoint under ``output_dir/checkpoints``; returns the step."""
@@ -125,12 +172,16 @@ class Trainer:
         self.backend.barrier()
 
     # ------------------------------------------------------------------ loop
-    def train(self):
-        """Run until ``solver.total_steps`` (or ``solver.time_limit_minutes`` of wall time, then
-        with a checkpoint); returns the final step.
+    def train(self, until=None):
+        """Run the phases until ``solver.total_steps`` (or global step ``until``, or
+        ``solver.time_limit_minutes`` of wall time; then with a checkpoint); returns the final
+        step. ``until`` lets a caller train in stretches with the full run's schedule (e.g. to
+        evaluate along the way); the next call resumes from the checkpoint.
 
-        Raises :class:`NonFiniteLossError` (after logging it) when the loss becomes non-finite;
-        the weights of that step are not applied and the last checkpoint stays the newest.
+        A phase's ``on_start`` runs when training is at its first step (a fresh run, the end of
+        the previous phase, or a resume at exactly that step). Raises
+        :class:`NonFiniteLossError` (after logging it) when the loss becomes non-finite; the
+        weights of that step are not applied and the last checkpoint stays the newest.
         """
         cfg, s = self.cfg, self.cfg.solver
         if self.backend.is_chief:
@@ -138,31 +189,58 @@ class Trainer:
             if not os.access(self.ckpt_dir, os.W_OK):
                 raise OSError(f'output_dir {cfg.output_dir} is not writable')
         start = self.resume()
-        self.backend.broadcast_initial(list(self.model.variables) + list(self.optimizer.variables))
-        if start >= s.total_steps:
-            self.log.info(f'Nothing to do: step {start} >= solver.total_steps {s.total_steps}')
+        variables = list(self.model.variables) + list(self.optimizer.variables)
+        for _, opt, _ in self.groups.values():
+            variables += list(opt.variables)
+        self.backend.broadcast_initial(variables)
+        stop = int(s.total_steps) if until is None else min(int(until), int(s.total_steps))
+        if start >= stop:
+            self.log.info(f'Nothing to do: step {start} >= solver.total_steps {s.total_steps}'
+                          if stop == s.total_steps else f'Nothing to do: step {start} >= {stop}')
             return start
-        writer = (tf.summary.create_file_writer(os.path.join(cfg.output_dir, 'tensorboard'))
-                  if self.backend.is_chief else None)
-        batch = cfg.data.batch_size * self.backend.world_size
-        data = iter(self.pipeline_fn(start))
-        t_interval, n_interval, losses, t_first = 0.0, 0, [], 0.0
-        step = start
         limit = float(s.time_limit_minutes) * 60.0
-        if limit > 0 and self.backend.world_size > 1 and not hasattr(self.backend, 'hvd'):
+        if limit > 0 and not self.backend.stops_on_time:
             raise ValueError('solver.time_limit_minutes works with one process or Horovod '
                              '(solver.distributed=horovod), not with tf.distribute')
-        t_start = time.monotonic()
+        self._writer = (tf.summary.create_file_writer(os.path.join(cfg.output_dir, 'tensorboard'))
+                        if self.backend.is_chief else None)
+        self._data = iter(self.pipeline_fn(start))
+        self._t_start = time.monotonic()
         self.log.info(f'Start training at step {start + 1} of {s.total_steps} '
                       f'(batch {cfg.data.batch_size} x {self.backend.world_size} workers)'
                       + (f', time limit {s.time_limit_minutes:g} min' if limit > 0 else ''))
-        while step < s.total_steps:
+        step = start
+        for index, phase in enumerate(self.phases):
+            begin = self.phases[index - 1].until if index else 0
+            if step >= phase.until:
+                continue
+            if phase.description:
+                self.log.info(phase.description)
+            if step == begin and phase.on_start is not None and phase.on_start(self):
+                self.save()  # the newest checkpoint holds what on_start changed
+            step, stopped = self._run_phase(index, step, limit, stop)
+            if stopped or step >= stop:
+                break
+        if self.backend.world_size > 1:
+            div = self.backend.weight_divergence(self.model.trainable_variables)
+            self.log.info(f'Weights on the {self.backend.world_size} ranks: max deviation from '
+                          f'their mean {div:.3g}' + (' (in sync)' if div == 0.0 else ''))
+        return step
+
+    def _run_phase(self, index, step, limit, stop):
+        """Steps ``step + 1 .. min(phases[index].until, stop)``; returns ``(step, stopped on
+        time)``."""
+        s = self.cfg.solver
+        until = min(self.phases[index].until, stop)
+        batch = self.cfg.data.batch_size * self.backend.world_size
+        t_interval, n_interval, losses, t_first = 0.0, 0, [], 0.0
+        begin = step  # the phase's first call includes tracing: not in the timing
+        while step < until:
             step += 1
-            lr = self.schedule(step)
-            self.optimizer.learning_rate.assign(lr)
-            inputs, target = next(data)
+            lr = self._set_lr(index, step)
+            inputs, target = next(self._data)
             t0 = time.perf_counter()
-            loss, finite = self._step_fn(step)(inputs, target)
+            loss, finite = self._phase_step(index)(inputs, target)
             loss = float(loss.numpy())
             elapsed = time.perf_counter() - t0
             if not bool(finite.numpy()) or not math.isfinite(loss):
@@ -172,63 +250,65 @@ class Trainer:
                 self.log.error(msg)
                 raise NonFiniteLossError(msg)
             self.step.assign(step)
-            if step > start + 1 or s.total_steps - start == 1:  # first step includes tracing
+            if step > begin + 1 or until - begin == 1:
                 t_interval += elapsed
                 n_interval += 1
             elif n_interval == 0:
                 t_first = elapsed
             losses.append(loss)
-            if step % s.print_interval == 0 or step == s.total_steps:
+            if step % s.print_interval == 0 or step == stop:
                 avg = t_interval / n_interval if n_interval else t_first
                 fps = batch / avg if avg > 0 else 0.0
                 self.log.info(f'Step:{step}, lr:{lr:.8f}, loss:{np.mean(losses):.8f}, '
                               f'time:{avg * 1000:.2f}ms, fps:{fps:.2f}')
-                if writer is not None:
-                    with writer.as_default(step=step):
+                if self._writer is not None:
+                    with self._writer.as_default(step=step):
                         tf.summary.scalar('loss', np.mean(losses))
                         tf.summary.scalar('lr', lr)
                         tf.summary.scalar('fps', fps)
-                    writer.flush()
+                    self._writer.flush()
                 t_interval, n_interval, losses = 0.0, 0, []
             out_of_time = limit > 0 and bool(  # every rank stops at the same step
-                self.backend.all_true(time.monotonic() - t_start >= limit))
-            if step % s.checkpoint_interval == 0 or step == s.total_steps or out_of_time:
+                self.backend.all_true(time.monotonic() - self._t_start >= limit))
+            if step % s.checkpoint_interval == 0 or step == stop or out_of_time:
                 self.save()
             if out_of_time:
                 self.log.info(f'Time limit of {s.time_limit_minutes:g} min reached at step {step} '
                               f'of {s.total_steps}: stopped (rerun to continue)')
-                break
-        if self.backend.world_size > 1:
-            div = self.backend.weight_divergence(self.model.trainable_variables)
-            self.log.info(f'Weights on the {self.backend.world_size} ranks: max deviation from '
-                          f'their mean {div:.3g}' + (' (in sync)' if div == 0.0 else ''))
-        return step
+                return step, True
+        return step, False
 
 
-def train_from_config(cfg, logger, task):
-    """Build model, data (through ``task``) and backend from ``cfg`` and train."""
+def train(cfg, task, factory, logger, backend=None):
+    """Build the model with ``factory(cfg)`` (initial weights from ``model.checkpoint`` on a
+    fresh run) and train it as ``task`` says; returns ``(trainer, final step)``.
+
+    Args:
+        cfg: the frozen config tree.
+        task: the model's :class:`ascendcv.runner.task.Task`.
+        factory: ``factory(cfg, **overrides) -> model``.
+        logger: a ``logging.Logger``.
+        backend: a distributed backend (default: built from ``solver.distributed``).
+    """
     from ascendcv.runner.distributed import build_backend
-    from ascendvsr.models import build_model
 
-    backend = build_backend(cfg)
+    if not task.trainable:
+        raise ValueError(f'model.name={cfg.model.name!r} has no weights to train '
+                         f'(use --mode eval)')
+    backend = backend or build_backend(cfg)
     if not backend.is_chief:  # rank 0 alone logs (warnings and errors still show)
         for h in list(logger.handlers):
             if isinstance(h, logging.FileHandler):
                 logger.removeHandler(h)
         logger.setLevel(logging.WARNING)
     keras.utils.set_random_seed(cfg.seed)
+    fresh = not CheckpointManager(os.path.join(cfg.output_dir, 'checkpoints')).latest()
     with backend.scope():
-        model = build_model(cfg)
-        if cfg.model.checkpoint and not CheckpointManager(
-                os.path.join(cfg.output_dir, 'checkpoints')).latest():
-            restore_checkpoint(model, cfg.model.checkpoint)
-            logger.info(f'Initialised weights from {cfg.model.checkpoint}')
-        pipeline_fn = task.train_pipeline(cfg, model, backend)
-        trainer = Trainer(cfg, model, pipeline_fn, logger, backend)
-        hook = getattr(task, 'configure_trainer', None)  # e.g. NeRV: its loss and LR schedule
-        if hook is not None:
-            hook(cfg, trainer)
+        model, prefix = build_and_restore(factory, cfg, cfg.model.checkpoint if fresh else '')
+        if prefix:
+            logger.info(f'Initialised weights from {prefix}')
+        trainer = Trainer(cfg, model, task, logger, backend)
     if backend.world_size > 1:
         logger.info(f'Distributed training ({backend.name}): {backend.world_size} workers, '
                     f'this is rank {backend.rank}')
-    return trainer.train()
+    return trainer, trainer.train()

@@ -1,7 +1,18 @@
-"""Image quality metrics with BasicSR's conventions (``basicsr/metrics/psnr_ssim.py``).
+"""Image quality metrics (numpy, float64): one PSNR, one Gaussian window, one SSIM core.
 
-Numbers computed here are comparable with the PSNR/SSIM tables of BasicSR-based
-VSR papers (EDVR, BasicVSR ...):
+* :func:`psnr` is the PSNR core ``10 log10(peak**2 / MSE)``; ``peak=1`` is NeRV's
+  ``-10 log10(MSE)``, ``peak=None`` uses the reference's maximum (PnP-SCI).
+* :func:`ssim_terms` is the SSIM core (local statistics under a Gaussian window),
+  parametrised by the blur, i.e. by how borders are handled: :func:`ssim_2d` offers
+  ``'valid'`` (BasicSR / OpenCV) and ``'replicate'`` (MATLAB ``ssim``) borders; the
+  TensorFlow SSIM / MS-SSIM of :mod:`ascendcv.utils.metrics_tf` (``pytorch_msssim``,
+  separable 'valid') reuses it.
+* Conventions: :func:`calculate_psnr` / :func:`calculate_ssim` (BasicSR),
+  :func:`psnr_sci` / :func:`ssim_matlab` / :func:`sci_frame_scores` (video SCI
+  benchmarks, 'pnp' and 'cacti' PSNR peaks).
+
+The BasicSR functions (``basicsr/metrics/psnr_ssim.py``) give numbers comparable
+with the PSNR/SSIM tables of BasicSR-based VSR papers (EDVR, BasicVSR ...):
 
 * images are ``[H, W, C]`` (or ``[H, W]``) numpy arrays in ``[0, 255]``, uint8 or
   float, **RGB** channel order (BasicSR reads BGR with OpenCV; only the Y
@@ -26,13 +37,19 @@ import numbers
 
 import numpy as np
 
-__all__ = ['rgb2ycbcr_y', 'calculate_psnr', 'calculate_ssim', 'gaussian_window', 'psnr_tf']
+__all__ = ['rgb2ycbcr_y', 'psnr', 'psnr_sci', 'calculate_psnr', 'gaussian_window', 'ssim_terms',
+           'ssim_2d', 'ssim_matlab', 'calculate_ssim', 'SCI_PEAKS', 'sci_frame_scores', 'psnr_tf']
 
 # MATLAB rgb2ycbcr (ITU-R BT.601), Y row, for R, G, B in [0, 1] -> Y in [16, 235].
 _Y_COEFFS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
+_SSIM_K = (0.01, 0.03)
+
+SCI_PEAKS = {'pnp': None, 'cacti': 1.0}
+"""PSNR peak of each video-SCI convention: ``pnp`` (PnP-SCI ``gapdenoise_cacti.m``) the
+ground-truth frame's maximum, ``cacti`` 1 (frames in [0, 1], i.e. 255 for 8-bit data)."""
 
 
 def rgb2ycbcr_y(img):
@@ -54,6 +71,8 @@ def rgb2ycbcr_y(img):
         raise ValueError(f'rgb2ycbcr_y expects an RGB image [..., 3], got shape {img.shape}')
     return img.astype(np.float64) / 255. @ _Y_COEFFS + 16.
 
+
+# ============================================================================ inputs
 
 def _prepare_pair(img, img2, crop_border, test_y_channel, name):
     """Validate, crop and (optionally) convert to Y; returns two float64 arrays."""
@@ -78,11 +97,38 @@ def _prepare_pair(img, img2, crop_border, test_y_channel, name):
     return img.astype(np.float64), img2.astype(np.float64)
 
 
+# ============================================================================ PSNR
+
+def psnr(ref, x, peak=1.0):
+    """PSNR (dB) of ``x`` against ``ref``: ``10 log10(peak**2 / MSE)`` in float64.
+
+    Args:
+        ref, x (array-like): same shape, any rank; the MSE is over all elements.
+        peak (float or None): peak signal value; ``None`` uses ``ref.max()``
+            (PnP-SCI convention). ``peak=1`` is ``-10 log10(MSE)`` (NeRV).
+
+    Returns:
+        float PSNR; ``inf`` for identical inputs.
+    """
+    ref = np.asarray(ref, np.float64)
+    x = np.asarray(x, np.float64)
+    if ref.shape != x.shape:
+        raise ValueError(f'psnr: shapes differ: {ref.shape} vs {x.shape}')
+    peak = float(ref.max()) if peak is None else float(peak)
+    mse = float(np.mean((ref - x) ** 2))
+    return float('inf') if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
+
+
+def psnr_sci(ref, x, peak=None):
+    """:func:`psnr` with the video-SCI default peak, ``ref.max()`` (``SCI_PEAKS['pnp']``)."""
+    return psnr(ref, x, peak)
+
+
 def calculate_psnr(img, img2, crop_border=0, test_y_channel=False, max_value=255.):
     """PSNR between two images (BasicSR ``calculate_psnr``).
 
-    ``10 * log10(max_value**2 / MSE)`` with the MSE averaged over all pixels and
-    channels of the cropped images, in float64.
+    :func:`psnr` with peak ``max_value`` of the cropped (and optionally
+    Y-converted) images, in float64.
 
     Args:
         img, img2 (np.ndarray): ``[H, W]`` or ``[H, W, C]`` (RGB), same shape,
@@ -100,23 +146,52 @@ def calculate_psnr(img, img2, crop_border=0, test_y_channel=False, max_value=255
             pixel, or ``test_y_channel`` on non-RGB images.
     """
     img, img2 = _prepare_pair(img, img2, crop_border, test_y_channel, 'calculate_psnr')
-    mse = np.mean((img - img2) ** 2)
-    if mse == 0:
-        return float('inf')
-    return float(10. * np.log10(float(max_value) ** 2 / mse))
+    return psnr(img, img2, max_value)
 
 
-def gaussian_window(size=_SSIM_WINDOW, sigma=_SSIM_SIGMA):
-    """Normalised 1-D Gaussian (``cv2.getGaussianKernel(size, sigma)``), float64 ``[size]``.
+# ============================================================================ SSIM
 
-    The 2-D SSIM window is its outer product with itself.
+def gaussian_window(size=_SSIM_WINDOW, sigma=_SSIM_SIGMA, dtype=np.float64):
+    """Normalised 1-D Gaussian ``[size]`` computed in ``dtype``.
+
+    ``cv2.getGaussianKernel(size, sigma)`` in float64; for odd sizes also MATLAB's
+    ``ssim`` window (``sigma=1.5`` -> 11 taps) and, in float32, ``pytorch_msssim``'s
+    ``_fspecial_gauss_1d``. The 2-D SSIM window is its outer product with itself.
     """
-    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2.
-    kernel = np.exp(-offsets ** 2 / (2. * sigma ** 2))
+    offsets = np.arange(size, dtype=dtype) - dtype((size - 1) / 2.)
+    kernel = np.exp(-offsets ** 2 / dtype(2. * sigma ** 2))
     return kernel / kernel.sum()
 
 
-def _filter_valid(img, kernel):
+def ssim_terms(x, y, blur, data_range, k=_SSIM_K):
+    """The SSIM core: luminance and contrast-structure terms of Wang et al.'s SSIM.
+
+    Works on numpy arrays and TensorFlow tensors alike (only ``+ - *`` and ``blur``).
+
+    Args:
+        x, y: images of one shape, float.
+        blur (callable): local Gaussian mean, ``blur(img) -> mean map``; decides the
+            border handling and the output shape ``S`` (e.g. 'valid' shrinks it).
+        data_range (float): ``L``; ``C1 = (k1 L)**2``, ``C2 = (k2 L)**2``.
+        k (tuple): ``(k1, k2)``.
+
+    Returns:
+        ``((l_num, l_den), (cs_num, cs_den))`` maps of shape ``S``: luminance
+        ``(2 mu_x mu_y + C1) / (mu_x**2 + mu_y**2 + C1)`` and contrast-structure
+        ``(2 sigma_xy + C2) / (sigma_x**2 + sigma_y**2 + C2)`` as numerator/denominator
+        pairs, so each convention keeps its own order of operations; SSIM = l * cs.
+    """
+    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
+    mu1, mu2 = blur(x), blur(y)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+    sigma1_sq = blur(x * x) - mu1_sq
+    sigma2_sq = blur(y * y) - mu2_sq
+    sigma12 = blur(x * y) - mu1_mu2
+    return ((2 * mu1_mu2 + c1, mu1_sq + mu2_sq + c1),
+            (2 * sigma12 + c2, sigma1_sq + sigma2_sq + c2))
+
+
+def _blur_valid(img, kernel):
     """Separable 'valid' correlation of a 2-D ``img`` with ``outer(kernel, kernel)``.
 
     Output shape ``[H - k + 1, W - k + 1]``; equals
@@ -133,21 +208,55 @@ def _filter_valid(img, kernel):
     return out
 
 
-def _ssim_single(img, img2):
-    """Mean SSIM of two float64 ``[H, W]`` images in ``[0, 255]`` (BasicSR ``_ssim``)."""
-    c1 = (0.01 * 255) ** 2
-    c2 = (0.03 * 255) ** 2
+def _blur_replicate(img, kernel):
+    """Separable correlation of a 2-D ``img`` with replicate padding, shape ``[H, W]``
+    (MATLAB ``imgaussfilt(..., 'Padding', 'replicate')``)."""
+    from scipy.ndimage import correlate1d
+    return correlate1d(correlate1d(img, kernel, axis=0, mode='nearest'), kernel, axis=1,
+                       mode='nearest')
+
+
+_BLURS = {'valid': _blur_valid, 'replicate': _blur_replicate}
+
+
+def ssim_2d(x, y, data_range, border):
+    """Mean SSIM of two float64 ``[H, W]`` images (11x11 Gaussian window, sigma 1.5).
+
+    Args:
+        x, y (np.ndarray): ``[H, W]`` float64, same shape.
+        data_range (float): ``L`` of the SSIM constants (255 or 1).
+        border (str): ``'valid'``: the map only where the window fits,
+            ``[H - 10, W - 10]`` (BasicSR); ``'replicate'``: the full ``[H, W]`` map
+            with replicate padding (MATLAB).
+
+    Returns:
+        float mean of the SSIM map.
+    """
+    if border not in _BLURS:
+        raise ValueError(f'ssim_2d: border must be one of {sorted(_BLURS)}, got {border!r}')
     kernel = gaussian_window()
-    mu1 = _filter_valid(img, kernel)
-    mu2 = _filter_valid(img2, kernel)
-    mu1_sq = mu1 ** 2
-    mu2_sq = mu2 ** 2
-    mu1_mu2 = mu1 * mu2
-    sigma1_sq = _filter_valid(img ** 2, kernel) - mu1_sq
-    sigma2_sq = _filter_valid(img2 ** 2, kernel) - mu2_sq
-    sigma12 = _filter_valid(img * img2, kernel) - mu1_mu2
-    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-    return float(ssim_map.mean())
+    (l_num, l_den), (cs_num, cs_den) = ssim_terms(x, y, lambda im: _BLURS[border](im, kernel),
+                                                  data_range)
+    return float(((l_num * cs_num) / (l_den * cs_den)).mean())
+
+
+def ssim_matlab(x, ref, data_range=1.0):
+    """MATLAB ``ssim(x, ref)`` of two 2-D images: Gaussian window sigma 1.5 (11x11), replicate
+    padding, mean of the full SSIM map, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``.
+
+    Args:
+        x, ref (array-like): ``[H, W]``, same shape.
+        data_range (float): ``L``.
+
+    Returns:
+        float SSIM.
+    """
+    x = np.asarray(x, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if x.shape != ref.shape or x.ndim != 2:
+        raise ValueError(f'ssim_matlab expects two [H, W] images of one shape, got {x.shape} and '
+                         f'{ref.shape}')
+    return ssim_2d(x, ref, data_range, 'replicate')
 
 
 def calculate_ssim(img, img2, crop_border=0, test_y_channel=False):
@@ -155,8 +264,8 @@ def calculate_ssim(img, img2, crop_border=0, test_y_channel=False):
 
     Constants ``C1 = (0.01 * 255)**2``, ``C2 = (0.03 * 255)**2`` (peak 255);
     local statistics from an 11x11 Gaussian window (sigma 1.5) evaluated where
-    it fits entirely inside the cropped image; the SSIM map is averaged, then
-    the per-channel values are averaged.
+    it fits entirely inside the cropped image (:func:`ssim_2d` ``'valid'``); the
+    SSIM map is averaged, then the per-channel values are averaged.
 
     Args:
         img, img2 (np.ndarray): ``[H, W]`` or ``[H, W, C]`` (RGB), same shape,
@@ -177,9 +286,42 @@ def calculate_ssim(img, img2, crop_border=0, test_y_channel=False):
         raise ValueError(f'calculate_ssim: images must be at least {_SSIM_WINDOW}x{_SSIM_WINDOW} after '
                          f'cropping, got {img.shape[0]}x{img.shape[1]}')
     if img.ndim == 2:
-        return _ssim_single(img, img2)
-    return float(np.mean([_ssim_single(img[..., c], img2[..., c]) for c in range(img.shape[2])]))
+        return ssim_2d(img, img2, 255., 'valid')
+    return float(np.mean([ssim_2d(img[..., c], img2[..., c], 255., 'valid')
+                          for c in range(img.shape[2])]))
 
+
+# ============================================================================ video SCI
+
+def sci_frame_scores(gt, rec, convention):
+    """Per-frame PSNR and SSIM of a video-SCI reconstruction, frames in [0, 1].
+
+    Args:
+        gt, rec (np.ndarray): ``[M, H, W, B]`` (``M`` measurements of ``B`` frames) or colour
+            ``[M, H, W, 3, B]``, same shape; ``rec`` is not clipped.
+        convention (str): ``'pnp'`` or ``'cacti'``, the PSNR peak (:data:`SCI_PEAKS`).
+
+    Returns:
+        ``(psnr, ssim)``: two lists of ``M * B`` floats in frame order ``m * B + t``; PSNR
+        over all channels of a frame, SSIM :func:`ssim_matlab` (colour: mean over R, G, B).
+    """
+    if convention not in SCI_PEAKS:
+        raise ValueError(f'convention must be one of {tuple(SCI_PEAKS)}, got {convention!r}')
+    peak = SCI_PEAKS[convention]
+    psnrs, ssims = [], []
+    for m in range(gt.shape[0]):
+        for t in range(gt.shape[-1]):
+            ref, x = gt[m, ..., t], rec[m, ..., t]
+            psnrs.append(psnr(ref, x, peak))
+            if ref.ndim == 3:
+                ssims.append(float(np.mean([ssim_matlab(x[..., c], ref[..., c])
+                                            for c in range(ref.shape[-1])])))
+            else:
+                ssims.append(ssim_matlab(x, ref))
+    return psnrs, ssims
+
+
+# ============================================================================ TensorFlow
 
 def psnr_tf(y_true, y_pred, max_val=1.0):
     """Per-image PSNR of TensorFlow image batches (``tf.image.psnr``).

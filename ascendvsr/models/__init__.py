@@ -1,6 +1,4 @@
-"""Models. Importing this package registers every model with the registry."""
-from ascendvsr.models.registry import build_model, register, registered_models  # noqa: F401
-from ascendvsr.models import edvr  # noqa: F401,E402
-from ascendvsr.models import gap_tv  # noqa: F401,E402
-from ascendvsr.models import nerv  # noqa: F401,E402
-from ascendvsr.models import revsci  # noqa: F401,E402
+"""Models: one file per architecture (``edvr.py``, ``revsci.py``, ``nerv.py``, ``gap_tv.py``),
+each with its ``build_<model>(cfg, **overrides)`` builder. They are registered (with their task,
+converter and config node) in ``ascendvsr/zoo/``; build one with
+``ascendvsr.zoo.get_entry(cfg.model.name).build(cfg)``."""

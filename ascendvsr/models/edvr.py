@@ -14,7 +14,6 @@ import tensorflow as tf
 from ascendcv.layers.conv import Conv2d, ResidualBlockNoBN, leaky_relu
 from ascendcv.layers.sampling import pixel_shuffle, upsample_bilinear
 from ascendvsr.layers.edvr_blocks import PCDAlignment, PredeblurModule, TSAFusion
-from ascendvsr.models.registry import register
 
 
 class EDVR(keras.Model):
@@ -175,10 +174,6 @@ class EDVR(keras.Model):
     def get_config(self):
         return dict(self.arch, impl=self.impl, jit_compile=self.jit_compile, name=self.name)
 
-    def input_spec_shape(self, batch=None, height=None, width=None):
-        """``[B, T, H, W, C]`` shape for tracing/freezing (None = dynamic)."""
-        return [batch, self.num_frame, height, width, self.num_in_ch]
-
 
 def edvr_kwargs(cfg):
     """EDVR constructor arguments from the config tree (``cfg.edvr``)."""
@@ -192,7 +187,6 @@ def edvr_kwargs(cfg):
                 impl=e.impl, jit_compile=e.dcn_jit_compile)
 
 
-@register('EDVR')
 def build_edvr(cfg, **overrides):
     kwargs = edvr_kwargs(cfg)
     kwargs.update(overrides)

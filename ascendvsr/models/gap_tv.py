@@ -5,7 +5,7 @@ sensing", ICIP 2016; the settings and evaluation of PnP-SCI (Yuan, Liu, Suo, Dai
 ``test_pnpsci.m`` / ``gapdenoise.m``), whose GAP-TV row this reproduces on the grayscale
 benchmarks (Traffic 20.89 dB, Runner 28.52, Drop 34.63; see ``tests/models/test_gap_tv.py``).
 
-Forward model (``ascendcv.dataloader.sci``): ``y = A(x) = sum_t mask_t * x_t``, adjoint
+Forward model (:mod:`ascendcv.utils.sci_physics`): ``y = A(x) = sum_t mask_t * x_t``, adjoint
 ``A^T(y) = y * mask``, ``A A^T = diag(phi_sum)`` with ``phi_sum = sum_t mask_t ** 2`` (pixels never
 sampled get 1, as in the reference, so nothing is divided by zero and such pixels are left to the
 TV prior). One GAP iteration with acceleration (``accelerate=True``)::
@@ -43,9 +43,8 @@ measurements; :func:`gap_tv_numpy` is a plain numpy reference of the same comput
 import numpy as np
 import tensorflow as tf
 
-from ascendcv.dataloader.sci import BAYER_OFFSETS
 from ascendcv.layers.demosaic import demosaic_rggb
-from ascendvsr.models.registry import register
+from ascendcv.utils.sci_physics import BAYER_OFFSETS
 
 __all__ = ['GapTV', 'gap_tv_numpy', 'tv_denoise', 'tv_denoise_numpy', 'build_gap_tv']
 
@@ -229,14 +228,18 @@ class GapTV(tf.Module):
         if mask.shape.rank != 4:
             raise ValueError(f'GapTV: mask must be [H, W, B] or [N, H, W, B], got shape '
                              f'{mask.shape}')
-        if tuple(meas.shape[1:]) != tuple(mask.shape[1:3]):
-            raise ValueError(f'GapTV: measurement size {tuple(meas.shape[1:])} differs from the '
-                             f'mask size {tuple(mask.shape[1:3])} (mask shape {mask.shape})')
-        if mask.shape[0] not in (1, meas.shape[0]):
+        # static checks only where the sizes are known (a serving signature may leave them open)
+        for m_size, k_size in zip(meas.shape[1:], mask.shape[1:3]):
+            if m_size is not None and k_size is not None and m_size != k_size:
+                raise ValueError(f'GapTV: measurement size {tuple(meas.shape[1:])} differs from '
+                                 f'the mask size {tuple(mask.shape[1:3])} (mask shape '
+                                 f'{mask.shape})')
+        if None not in (mask.shape[0], meas.shape[0]) and mask.shape[0] not in (1, meas.shape[0]):
             raise ValueError(f'GapTV: {mask.shape[0]} masks for {meas.shape[0]} measurements')
-        if min(mask.shape[1:3]) < 2:
+        sizes = [s for s in mask.shape[1:3] if s is not None]
+        if sizes and min(sizes) < 2:
             raise ValueError(f'GapTV: frames must be at least 2x2, got {tuple(mask.shape[1:3])}')
-        if self.bayer and (mask.shape[1] % 2 or mask.shape[2] % 2 or min(mask.shape[1:3]) < 6):
+        if self.bayer and sizes and (any(s % 2 for s in sizes) or min(sizes) < 6):
             raise ValueError(f'GapTV (bayer): frames must have even sizes >= 6 (RGGB 2x2 '
                              f'sites), got {tuple(mask.shape[1:3])}')
         out = self._fn(meas, mask)
@@ -247,9 +250,10 @@ class GapTV(tf.Module):
         return self(meas, mask).numpy()
 
 
-@register('GAP-TV')
 def build_gap_tv(cfg, **overrides):
-    """GapTV from ``cfg.sci.gap_tv_*`` (keyword ``overrides`` win)."""
+    """GapTV from ``cfg.sci.gap_tv_*`` (keyword ``overrides`` win; ``jit_compile``, which the
+    runner passes to every builder when freezing, is ignored: GAP-TV has no XLA-only ops)."""
+    overrides.pop('jit_compile', None)
     sci = cfg.sci
     kwargs = dict(iter_max=sci.gap_tv_iter_max, lambda_=sci.gap_tv_lambda,
                   accelerate=sci.gap_tv_accelerate, tv_weight=sci.gap_tv_tv_weight,

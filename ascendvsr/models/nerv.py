@@ -20,11 +20,11 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from ascendcv.layers.linear import Linear
 from ascendcv.layers.torch_compat import torch_state_variables
-from ascendvsr.layers.nerv_blocks import (ACTIVATIONS, CONV_TYPES, NORMS, Activation, Linear,
-                                          NeRVBlock, PrunableConv2d, embed_length, parse_embed,
+from ascendvsr.layers.nerv_blocks import (ACTIVATIONS, CONV_TYPES, NORMS, Activation, NeRVBlock,
+                                          PrunableConv2d, embed_length, parse_embed,
                                           positional_encoding)
-from ascendvsr.models.registry import register
 
 
 def _ints(value, name, n=None):
@@ -290,20 +290,6 @@ class NeRV(keras.Model):
                 f'{height}x{width}; choose fc_hw_dim/strides giving {height}x{width}, or set '
                 f'nerv.resize=True to resize the frames to {h}x{w}')
 
-    def serving_input_spec(self, cfg=None):
-        """Frozen-graph input: float32 frame indices ``[B]`` (B from ``data.eval_batch_size``,
-        -1 = any)."""
-        b = None
-        if cfg is not None and cfg.data.eval_batch_size > 0:
-            b = int(cfg.data.eval_batch_size)
-        return tf.TensorSpec([b], tf.float32)
-
-    def example_input(self, cfg=None):
-        """Frame indices for export checks: first, middle and last frame (batch-size aware)."""
-        spec = self.serving_input_spec(cfg)
-        n = spec.shape[0] or 3
-        return np.linspace(0, self.num_frames - 1, n).round().astype(np.float32)
-
     def get_config(self):
         return dict(self.arch, num_frames=self.num_frames, pruning=self.pruning,
                     jit_compile=self.jit_compile, compute_dtype=self.conv_dtype,
@@ -324,7 +310,6 @@ def nerv_kwargs(cfg):
                 num_frames=n.num_frames, pruning=n.prune_ratio < 1.0, jit_compile=n.jit_compile)
 
 
-@register('NeRV')
 def build_nerv(cfg, **overrides):
     """NeRV from ``cfg.nerv``. ``jit_compile=False`` (the freezer's plain graph) wins over
     ``nerv.jit_compile``; ``jit_compile=True`` (``export.pb_xla_dcn``) only applies when

@@ -16,11 +16,16 @@ Data flow (channels-last; ``cr`` = compression ratio ``B`` = 8 frames per measur
     conv2   [N, cr, H, W, 1]    ConvTranspose3d (1, 3, 3) stride (1, 2, 2), Conv3d 3^3 / 1^3 / 3^3
     output  [N, cr, H, W]       the reconstructed frames (no clipping, as the official test)
 
-The sensing mask is part of the model, as in the official code (``net.mask``, which the
-whole-module checkpoints carry): a non-trainable weight ``mask`` of shape ``[H, W, cr]``
-(PyTorch name ``mask``, layout ``(cr, H, W)``), loaded by the converter from a pickled module,
-from ``revsci.mask_file`` at build time, or with :meth:`RevSCI.set_mask`. A call may override it:
-``model((meas_re, mask))`` with ``mask`` ``[H, W, cr]`` or ``[N, H, W, cr]``.
+The sensing mask: every SCI use passes it with the measurement, ``model((meas_re, mask))``
+with ``mask`` ``[H, W, cr]`` or ``[N, H, W, cr]`` (training samples, each benchmark file's own
+mask, the frozen graph's ``mask`` input). The model also keeps a *stored* mask, as the official
+code (``net.mask``, which the whole-module checkpoints carry): a non-trainable weight ``mask`` of
+shape ``[H, W, cr]`` (PyTorch name ``mask``, layout ``(cr, H, W)``), the default of a call
+without one (``model(meas_re)``). It comes from the checkpoint (an official whole-module pickle
+through the converter, or a TF checkpoint), from the builder's ``mask`` array or from
+:meth:`RevSCI.set_mask`; the model never reads a file (masks are read by
+:func:`ascendcv.dataloader.sci.load_mask`). Until it is set it is all zeros and an eager call
+without a mask is refused.
 
 Colour (``variant='color'``, the official "color model", Bayer RGGB measurements of RGB video,
 official setting B = 24 at 1080x1920)::
@@ -35,6 +40,7 @@ official setting B = 24 at 1080x1920)::
 The official colour module also has ``fuse_r`` (``Conv2d(1, 8, 3, p1)``), which its forward
 never uses; it is kept (and loaded) so official checkpoints convert key for key.
 
+The measurement physics (normalisation ``meas / mask_s``) is :mod:`ascendcv.utils.sci_physics`.
 The SCI task's reconstruction convention (raw ``meas`` ``[N, H, W]`` -> frames-last video
 ``[N, H, W, cr]``) is :meth:`RevSCI.reconstruct`.
 
@@ -43,8 +49,6 @@ through the blocks by recomputation (:mod:`ascendcv.layers.reversible`): peak me
 grow with ``num_block``. Loss of the official code: ``MSELoss`` (mean) between the output and the
 ground-truth frames ``[N, cr, H, W]``.
 """
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -53,7 +57,7 @@ from ascendcv.layers.conv import Conv2d
 from ascendcv.layers.conv3d import Conv3d, ConvTranspose3d
 from ascendcv.layers.reversible import AdditiveCoupling, ReversibleSequence
 from ascendcv.layers.torch_compat import torch_state_variables
-from ascendvsr.models.registry import register
+from ascendcv.utils.sci_physics import normalize_measurement_tf
 
 NEGATIVE_SLOPE = 0.01  # nn.LeakyReLU() default, used everywhere in RevSCI-net
 VARIANTS = {'re_3dcnn': 'rev_3d_part1 blocks (num_group chunks, f.<i>.nn_layer)',
@@ -157,55 +161,6 @@ def _bhw_to_hwb(m):
     return np.transpose(m, (1, 2, 0))
 
 
-def meas_re_from_measurement(meas, mask):
-    """The official input normalisation ``meas / mask_s``, ``mask_s = sum_t mask_t`` with zeros
-    set to 1. ``meas`` ``[N, H, W]``, ``mask`` ``[H, W, cr]`` (numpy or TF); returns
-    ``[N, H, W]``."""
-    if isinstance(meas, np.ndarray) and isinstance(mask, np.ndarray):
-        mask_s = mask.astype(np.float32).sum(-1)
-        mask_s[mask_s == 0] = 1
-        return (meas.astype(np.float32) / mask_s).astype(np.float32)
-    mask_s = tf.reduce_sum(tf.cast(mask, tf.float32), -1)
-    mask_s = tf.where(mask_s == 0, tf.ones_like(mask_s), mask_s)
-    return tf.cast(meas, tf.float32) / mask_s
-
-
-def load_mask(path, key='mask'):
-    """Sensing mask ``[H, W, cr]`` float32 from a MATLAB ``.mat`` (v5 or v7.3), ``.npy`` or
-    ``.npz`` file (variable ``key``), as the official ``train/mask.mat``."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'mask file not found: {path} (revsci.mask_file)')
-    ext = os.path.splitext(path)[1].lower()
-    if ext == '.npy':
-        mask = np.load(path)
-    elif ext == '.npz':
-        with np.load(path) as data:
-            if key not in data.files:
-                raise KeyError(f'{path} has no array {key!r} (revsci.mask_key); '
-                               f'it has {data.files}')
-            mask = data[key]
-    else:
-        import scipy.io
-        try:
-            data = scipy.io.loadmat(path)
-        except NotImplementedError:  # MATLAB v7.3 = HDF5, dimensions reversed
-            import h5py
-            with h5py.File(path, 'r') as f:
-                if key not in f:
-                    raise KeyError(f'{path} has no variable {key!r} (revsci.mask_key); '
-                                   f'it has {list(f)}')
-                mask = np.asarray(f[key]).T
-        else:
-            if key not in data:
-                names = [k for k in data if not k.startswith('__')]
-                raise KeyError(f'{path} has no variable {key!r} (revsci.mask_key); it has {names}')
-            mask = data[key]
-    mask = np.asarray(mask, dtype=np.float32)
-    if mask.ndim != 3:
-        raise ValueError(f'{path}: mask {key!r} must be H x W x cr; got shape {mask.shape}')
-    return mask
-
-
 class RevSCI(keras.Model):
     """RevSCI-net (official ``re_3dcnn`` / ``re_3dcnn1``).
 
@@ -215,7 +170,8 @@ class RevSCI(keras.Model):
             (the colour model: Bayer measurement in, RGB frames out; rev_3d_part blocks).
         num_block (int): reversible blocks (official default 18).
         num_group (int): channel groups per 're_3dcnn' block (official default 2).
-        compress_ratio (int): frames per measurement, the official ``B`` (8).
+        compress_ratio (int): frames per measurement, the official ``B`` (8;
+            ``sci.compression_ratio``).
         mask_size ((int, int)): ``[H, W]`` of the mask = of the measurement (official ``size``).
         reversible (bool): memory-saving recomputing backward in training calls; False = plain
             autograd (every block activation stored). Forward values are identical.
@@ -247,7 +203,6 @@ class RevSCI(keras.Model):
         self.variant, self.num_block, self.num_group = variant, num_block, num_group
         self.compress_ratio, self.mask_size = cr, (h, w)
         self.reversible, self.jit_compile = bool(reversible), bool(jit_compile)
-        self.num_frame, self.num_in_ch = cr, 1  # for the freezer's sidecar
 
         if self.color:  # "color model/models.py": other widths, 2 input / 3 output channels
             self.conv1 = [Conv3d(2, 16, 5, 1, 2), _lrelu(), Conv3d(16, 16, 3, 1, 1), _lrelu(),
@@ -287,17 +242,26 @@ class RevSCI(keras.Model):
         return self._rev_layers.blocks
 
     def set_mask(self, mask):
-        """Store the sensing mask ``[H, W, cr]`` (e.g. from :func:`load_mask`)."""
+        """Store the sensing mask ``[H, W, cr]`` (an array, e.g. read by
+        :func:`ascendcv.dataloader.sci.load_mask`)."""
         mask = np.asarray(mask, dtype=np.float32)
         expected = (*self.mask_size, self.compress_ratio)
         if mask.shape != expected:
             raise ValueError(f'mask of shape {mask.shape} does not fit this RevSCI, built for '
                              f'[H, W, cr] = {list(expected)} (revsci.mask_size, '
-                             f'revsci.compress_ratio)')
+                             f'sci.compression_ratio)')
         self.mask.assign(mask)
 
     def has_mask(self):
         return bool(np.any(self.mask.numpy() != 0))
+
+    def _check_stored_mask(self):
+        """Refuse (when executing eagerly) a call that relies on a stored mask never set."""
+        if tf.executing_eagerly() and not self.has_mask():
+            raise ValueError('this RevSCI has no stored sensing mask (a state-dict checkpoint or '
+                             'a model built without one): call it with (meas_re, mask), or store '
+                             'one (a whole-module checkpoint, build_revsci(cfg, mask=...), '
+                             'set_mask)')
 
     # ------------------------------------------------------------------ input
     def _split_inputs(self, inputs):
@@ -344,7 +308,9 @@ class RevSCI(keras.Model):
         self.check_input(meas_re, mask)
         if meas_re.shape.rank == 3:
             meas_re = meas_re[..., None]
-        mask = self.mask if mask is None else mask
+        if mask is None:
+            self._check_stored_mask()
+            mask = self.mask
         if self.color:
             masks = mask + tf.zeros_like(meas_re)               # [N, H, W, cr]
             data = tf.stack([masks, meas_re + tf.zeros_like(masks)], axis=-1)
@@ -383,23 +349,14 @@ class RevSCI(keras.Model):
         ``meas`` ``[N, H, W]`` (frames' scale) and mask ``[H, W, cr]`` (None = the model's) ->
         frames ``[N, H, W, cr]`` (frames last; colour ``[N, H, W, 3, cr]``, as a colour
         ``orig``). Normalises ``meas`` as the official code does."""
-        mask = self.mask if mask is None else tf.convert_to_tensor(mask, tf.float32)
-        out = self((meas_re_from_measurement(tf.convert_to_tensor(meas), mask), mask),
-                   training=False)
+        if mask is None:
+            self._check_stored_mask()
+            mask = self.mask
+        mask = tf.convert_to_tensor(mask, tf.float32)
+        out = self((normalize_measurement_tf(meas, mask), mask), training=False)
         return tf.transpose(out, [0, 2, 3, 4, 1] if self.color else [0, 2, 3, 1])
 
     # ------------------------------------------------------------------ interface
-    def serving_input_spec(self, cfg=None):
-        """Frozen-graph input: ``meas_re`` ``[None, H, W]`` float32, any batch. H and W are the
-        mask size (``revsci.mask_size``, which the model was built with): the stored mask fixes
-        the measurement size, so they are static."""
-        return tf.TensorSpec([None, *self.mask_size], tf.float32)
-
-    def example_input(self, cfg=None):
-        """A random ``meas_re`` ``[1, H, W]`` in [0, 1) for export checks."""
-        seed = int(cfg.seed) if cfg is not None else 0
-        return np.random.default_rng(seed).random((1, *self.mask_size), dtype=np.float32)
-
     def get_config(self):
         return dict(variant=self.variant, num_block=self.num_block, num_group=self.num_group,
                     compress_ratio=self.compress_ratio, mask_size=list(self.mask_size),
@@ -407,19 +364,26 @@ class RevSCI(keras.Model):
 
 
 def revsci_kwargs(cfg):
-    """RevSCI constructor arguments from the config tree (``cfg.revsci``)."""
+    """RevSCI constructor arguments from the config tree: ``cfg.revsci`` (architecture, stored
+    mask size) and ``sci.compression_ratio`` (frames per measurement, shared by every SCI
+    model)."""
     r = cfg.revsci
     return dict(variant=r.variant, num_block=r.num_block, num_group=r.num_group,
-                compress_ratio=r.compress_ratio, mask_size=tuple(r.mask_size),
+                compress_ratio=int(cfg.sci.compression_ratio), mask_size=tuple(r.mask_size),
                 reversible=r.reversible)
 
 
-@register('RevSCI')
-def build_revsci(cfg, **overrides):
-    """Build RevSCI from ``cfg.revsci``; loads ``revsci.mask_file`` into the model's mask."""
+def build_revsci(cfg, mask=None, **overrides):
+    """Build RevSCI from the config (:func:`revsci_kwargs`; keyword ``overrides`` win).
+
+    ``mask``: an optional ``[H, W, cr]`` array to store as the model's default mask (e.g. read by
+    :func:`ascendcv.dataloader.sci.load_mask`); without it the stored mask comes from the
+    checkpoint loaded afterwards. No file is read here: the SCI task passes each measurement's
+    mask with it (training samples, benchmark files, the frozen graph's ``mask`` input).
+    """
     kwargs = revsci_kwargs(cfg)
     kwargs.update(overrides)
     model = RevSCI(name='RevSCI', **kwargs)
-    if cfg.revsci.mask_file:
-        model.set_mask(load_mask(cfg.revsci.mask_file, cfg.revsci.mask_key))
+    if mask is not None:
+        model.set_mask(mask)
     return model

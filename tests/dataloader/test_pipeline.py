@@ -1,4 +1,4 @@
-"""augment, build_dataset, the deterministic / resumable / sharded train pipeline, eval windows."""
+"""augment, build_dataset, the deterministic / resumable / sharded train pipeline."""
 import os
 
 import numpy as np
@@ -6,11 +6,10 @@ import pytest
 import tensorflow as tf
 
 from ascendcv.dataloader.augment import augment
-from ascendcv.dataloader.frame_indices import generate_frame_indices
+from ascendcv.dataloader.frame_clips import DatasetError
 from ascendcv.dataloader.pipeline import (build_dataset, build_train_pipeline, describe,
-                                          eval_windows, global_sample_index,
-                                          load_training_sample)
-from ascendcv.dataloader.reds import DatasetError, RedsDataset, write_toy_reds
+                                          global_sample_index, load_training_sample)
+from ascendcv.dataloader.reds import RedsDataset, write_toy_reds
 from ascendcv.dataloader.vimeo import Vimeo90KDataset, write_toy_vimeo
 from ascendvsr.config.defaults import get_cfg_defaults
 
@@ -208,19 +207,3 @@ def test_corrupt_png_surfaces_file_name_when_iterating(tmp_path):
     with pytest.raises(tf.errors.OpError, match=r'blur4.00000004\.png') as err:
         _take(ds, 1)
     assert 'training sample' in str(err.value)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-def test_eval_windows_follow_generate_frame_indices():
-    clip = np.arange(6, dtype=np.uint8)[:, None, None, None] * np.ones((6, 2, 3, 3), np.uint8)
-    windows = list(eval_windows(clip, 5, 'reflection_circle'))
-    assert [i for i, _ in windows] == list(range(6))
-    for i, window in windows:
-        assert window.shape == (5, 2, 3, 3) and window.dtype == np.uint8
-        np.testing.assert_array_equal(window[:, 0, 0, 0],
-                                      generate_frame_indices(i, 6, 5, 'reflection_circle'))
-    np.testing.assert_array_equal(windows[0][1][:, 0, 0, 0], [4, 3, 0, 1, 2])
-    only = list(eval_windows(clip, 3, 'replicate', centers=[0, 5]))
-    assert [i for i, _ in only] == [0, 5]
-    np.testing.assert_array_equal(only[1][1][:, 0, 0, 0], [4, 5, 5])

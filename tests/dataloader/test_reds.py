@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ascendcv.dataloader.reds import (DatasetError, RedsDataset, toy_gt_frame, toy_lr_frame,
-                                      write_toy_reds)
+from ascendcv.dataloader.frame_clips import DatasetError
+from ascendcv.dataloader.reds import RedsDataset, toy_gt_frame, toy_lr_frame, write_toy_reds
 
 LR_H, LR_W, SCALE, FRAMES = 12, 16, 4, 8
 

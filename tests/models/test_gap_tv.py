@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from ascendcv.dataloader.sci import load_mat, random_mask, split_frames
+from ascendcv.dataloader.sci import load_mat, random_mask
+from ascendcv.utils.metrics import psnr_sci, ssim_matlab
+from ascendcv.utils.sci_physics import split_frames
 from ascendvsr.config.defaults import get_cfg_defaults
 from ascendvsr.models.gap_tv import (GapTV, build_gap_tv, gap_tv_numpy, tv_denoise,
                                      tv_denoise_numpy)
-from ascendvsr.tasks.sci import psnr_sci, ssim_matlab
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, '..', 'fixtures', 'sci', 'drop8_cacti.mat')
@@ -93,15 +94,24 @@ def test_gap_tv_input_checks():
         model(np.zeros((1, 1, 4, 4)), np.zeros((4, 4, 8)))
     with pytest.raises(ValueError, match='tv_iter_max'):
         GapTV(tv_iter_max=0)
+    # unknown (serving-signature) sizes are checked in the graph, not refused statically
+    import tensorflow as tf
+    fn = tf.function(lambda m, k: model(m, k), input_signature=[
+        tf.TensorSpec([None, None, None]), tf.TensorSpec([None, None, 8])])
+    assert fn(np.zeros((2, 4, 6), np.float32), np.ones((4, 6, 8), np.float32)).shape == (2, 4, 6,
+                                                                                          8)
 
 
 def test_gap_tv_builds_from_config():
-    from ascendvsr.models.registry import build_model
+    import ascendvsr.models.gap_tv as gap_tv_module
     cfg = get_cfg_defaults()
     cfg.model.name = 'GAP-TV'
     cfg.sci.gap_tv_iter_max = 7
-    model = build_model(cfg)
+    model = build_gap_tv(cfg, jit_compile=False)  # the runner's export override is ignored
     assert isinstance(model, GapTV)
+    # a model module knows nothing of the dataloader or a registry
+    source = open(gap_tv_module.__file__).read()
+    assert 'ascendcv.dataloader' not in source and 'registry' not in source
     assert model.get_config() == dict(iter_max=7, lambda_=1.0, accelerate=True, tv_weight=0.07,
                                       tv_iter_max=5, per_measurement=True, bayer=False)
     assert build_gap_tv(cfg, tv_weight=0.3).tv_weight == 0.3
@@ -139,8 +149,8 @@ def test_bayer_gap_tv_solves_each_site_then_demosaics():
     """Colour GAP-TV: the R/G1/G2/B site planes are four grayscale problems (same result as
     GapTV on each plane), put back into raw frames and demosaicked; a smooth colour video comes
     back well."""
-    from ascendcv.dataloader.sci import measure_bayer, random_mask
     from ascendcv.layers.demosaic import demosaic_rggb
+    from ascendcv.utils.sci_physics import measure_bayer
     h, w, b = 24, 28, 4
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     video = np.stack([np.stack([0.5 + 0.3 * np.sin(xx / 7 + c + 0.2 * t) * np.cos(yy / 8 - c)

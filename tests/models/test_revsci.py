@@ -11,7 +11,8 @@ from ascendcv.layers.torch_compat import torch_state_dict, torch_state_variables
 from ascendcv.utils.torch_checkpoint import CheckpointError, load_state_dict
 from ascendvsr.config.defaults import get_cfg_defaults
 from ascendvsr.convert.revsci import assign_revsci_state, infer_revsci_arch, load_revsci_weights
-from ascendvsr.models.revsci import RevSCI, load_mask, meas_re_from_measurement
+from ascendcv.utils.sci_physics import normalize_measurement, normalize_measurement_tf
+from ascendvsr.models.revsci import RevSCI, build_revsci
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures')
 VARIANT = {'g2b2': 're_3dcnn', 'rev1b2': 're_3dcnn1'}
@@ -131,8 +132,8 @@ def test_preprocessing_matches_official():
     mask = ref['mask'].transpose(1, 2, 0)
     meas = np.sum(ref['video'] * ref['mask'][None], axis=1)
     assert np.abs(meas - ref['meas']).max() <= 1e-6
-    assert np.abs(meas_re_from_measurement(ref['meas'], mask) - ref['meas_re'][:, 0]).max() <= 1e-7
-    tf_version = meas_re_from_measurement(tf.constant(ref['meas']), tf.constant(mask)).numpy()
+    assert np.abs(normalize_measurement(ref['meas'], mask) - ref['meas_re'][:, 0]).max() <= 1e-7
+    tf_version = normalize_measurement_tf(tf.constant(ref['meas']), tf.constant(mask)).numpy()
     assert np.abs(tf_version - ref['meas_re'][:, 0]).max() <= 1e-7
 
 
@@ -217,24 +218,37 @@ def test_reconstruct_takes_raw_measurements_frames_last():
     assert np.abs(again - video).max() == 0
 
 
-def test_mask_file_and_builder(tmp_path):
-    from ascendvsr.models import build_model
-    mask = (np.random.default_rng(0).random((32, 32, 8)) > 0.5).astype(np.uint8)
-    np.save(tmp_path / 'mask.npy', mask)
+def test_builder_takes_a_mask_array_and_reads_no_file(tmp_path):
+    """The builder reads cfg.revsci and sci.compression_ratio; the stored mask is an array (read
+    by the dataloader's load_mask in glue code) or comes from the checkpoint -- the model module
+    imports no dataloader and reads no file."""
     import scipy.io
-    scipy.io.savemat(tmp_path / 'mask.mat', {'Phi': mask})
+
+    import ascendvsr.models.revsci as revsci_module
+    from ascendcv.dataloader.sci import load_mask
+    source = open(revsci_module.__file__).read()
+    assert 'import ascendcv.dataloader' not in source and 'from ascendcv.dataloader' not in source
+    mask = (np.random.default_rng(0).random((32, 32, 8)) > 0.5).astype(np.uint8)
+    scipy.io.savemat(tmp_path / 'mask.mat', {'other': np.ones((32, 32, 4)), 'Phi': mask})
     cfg = get_cfg_defaults()
     cfg.model.name = 'RevSCI'
     cfg.revsci.num_block, cfg.revsci.mask_size = 2, [32, 32]
-    cfg.revsci.mask_file = str(tmp_path / 'mask.npy')
-    model = build_model(cfg, jit_compile=False)
+    cfg.sci.mask_file, cfg.sci.mask_key = str(tmp_path / 'mask.mat'), 'Phi'
+    model = build_revsci(cfg, jit_compile=False)
+    assert not model.has_mask() and model.compress_ratio == 8  # sci.compression_ratio
+    x = np.zeros((1, 32, 32), np.float32)
+    with pytest.raises(ValueError, match=r'no stored sensing mask.*with \(meas_re, mask\)'):
+        model(x)
+    assert model((x, mask.astype(np.float32))).shape == (1, 8, 32, 32)  # the mask passed along
+    stored = load_mask(cfg.sci.mask_file, cfg.sci.mask_key, setting='sci.mask_file')
+    model = build_revsci(cfg, mask=stored)
     assert model.has_mask() and np.array_equal(model.mask.numpy(), mask)
-    assert np.array_equal(load_mask(str(tmp_path / 'mask.mat'), 'Phi'), mask)
-    with pytest.raises(KeyError, match="no variable 'mask'.*Phi"):
-        load_mask(str(tmp_path / 'mask.mat'))
     cfg.revsci.mask_size = [64, 64]
-    with pytest.raises(ValueError, match=r'mask of shape \(32, 32, 8\).*\[64, 64, 8\]'):
-        build_model(cfg)
+    with pytest.raises(ValueError, match=r'mask of shape \(32, 32, 8\).*\[64, 64, 8\].*'
+                                         r'sci.compression_ratio'):
+        build_revsci(cfg, mask=stored)
+    cfg.sci.compression_ratio = 4
+    assert build_revsci(cfg).compress_ratio == 4
 
 
 # ------------------------------------------------------------------------- checkpoints
@@ -255,12 +269,13 @@ def test_checkpoint_keys_and_round_trip():
 def test_convert_checkpoint_then_restore(tmp_path):
     from ascendcv.runner.checkpoint import restore_checkpoint
     from ascendvsr.convert import convert_checkpoint
+    from ascendvsr.zoo import get_entry
     cfg = get_cfg_defaults()
     cfg.model.name = 'RevSCI'
     cfg.revsci.num_block, cfg.revsci.mask_size = 2, [32, 32]
     cfg.convert.source = fixture('revsci_g2b2_model.pth')
     cfg.convert.output = str(tmp_path / 'revsci')
-    prefix = convert_checkpoint(cfg, logger=lambda *a: None)
+    prefix = convert_checkpoint(cfg, get_entry('RevSCI'), logger=lambda *a: None)
     fresh = tiny()
     restore_checkpoint(fresh, prefix)  # the mask travels with the weights
     ref = io('g2b2')
@@ -287,9 +302,21 @@ def test_refuses_other_variant_both_ways():
         load_revsci_weights(tiny('g2b2'), fixture('revsci_rev1b2_model.pth'))
 
 
-def test_state_dict_needs_a_mask_and_other_models_are_refused():
-    with pytest.raises(CheckpointError, match='carries no sensing mask.*revsci.mask_file'):
-        load_revsci_weights(tiny(), fixture('revsci_g2b2_state_dict.pth'))
+def test_state_dict_keeps_the_models_mask_and_other_models_are_refused():
+    """A state dict carries no mask: the model keeps its own (none: it must be given the mask
+    with each call, as the SCI task always does)."""
+    ref = io('g2b2')
+    mask = ref['mask'].transpose(1, 2, 0)
+    model = load_revsci_weights(tiny(), fixture('revsci_g2b2_state_dict.pth'))
+    assert not model.has_mask()
+    with pytest.raises(ValueError, match='no stored sensing mask'):
+        model.reconstruct(ref['meas'])
+    out = model((ref['meas_re'][:, 0], mask)).numpy()
+    assert np.abs(out - ref['output'][:, 0]).max() <= 1e-6
+    kept = tiny()
+    kept.set_mask(mask)
+    load_revsci_weights(kept, fixture('revsci_g2b2_state_dict.pth'))
+    assert np.array_equal(kept.mask.numpy(), mask)
     with pytest.raises(CheckpointError, match='not a RevSCI checkpoint'):
         load_revsci_weights(tiny(), fixture('edvr_tiny_b_ckpt.pth'))
 
@@ -336,22 +363,53 @@ def test_mask_argument_errors_and_constructor_checks():
 
 
 # ------------------------------------------------------------------------------ export
-def test_freeze_and_onnx_match_eager(tmp_path):
+def test_serving_signature_freeze_onnx_and_frozen_evaluation(tmp_path):
+    """RevSciTask's serving signature: meas [None, H, W] and mask [H, W, B] (H, W from
+    data.eval_in_size); the frozen graph and ONNX match the live reconstruction, the frozen
+    graph evaluates a benchmark like the live model."""
+    import logging
+
+    import scipy.io
+
     from ascendcv.runner.freezer import FrozenGraphModel, check_onnx, export_onnx, freeze
+    from ascendvsr.tasks.sci import RevSciTask
+    ref = io('g2b2')
     cfg = get_cfg_defaults()
     cfg.model.name = 'RevSCI'
     cfg.revsci.num_block, cfg.revsci.mask_size = 2, [32, 32]
+    cfg.data.eval_in_size = [32, 32]
     model = loaded('g2b2')
-    spec = model.serving_input_spec(cfg)
-    assert spec.shape.as_list() == [None, 32, 32] and spec.dtype == tf.float32
-    x = model.example_input(cfg)
-    assert x.shape == (1, 32, 32) and x.dtype == np.float32
-    path, meta = freeze(model, cfg, str(tmp_path / 'RevSCI.pb'))
-    assert meta['input_shape'] == [None, 32, 32]
+    task = RevSciTask(cfg)
+    specs = task.serving_signature(model)
+    assert [(s.name, s.shape.as_list(), s.dtype) for s in specs] == [
+        ('meas', [None, 32, 32], tf.float32), ('mask', [32, 32, 8], tf.float32)]
+    meas, mask = task.example_inputs(model)
+    assert meas.shape == (2, 32, 32) and mask.shape == (32, 32, 8) and meas.dtype == np.float32
+    assert task.export_meta(model)['sci'] == dict(task.export_meta(model)['sci'],
+                                                  input_size=[32, 32], compression_ratio=8,
+                                                  color=False)
+    path, meta = freeze(task, model, str(tmp_path / 'RevSCI.pb'))
+    assert [i['shape'] for i in meta['inputs']] == [[None, 32, 32], [32, 32, 8]]
     frozen = FrozenGraphModel(path)
+    official_mask = ref['mask'].transpose(1, 2, 0)
     x3 = np.random.default_rng(1).random((3, 32, 32), dtype=np.float32)  # any batch
-    for inp in (x, x3):
-        eager = model(tf.constant(inp)).numpy()
-        assert np.abs(frozen(inp).numpy() - eager).max() <= 1e-5
+    for m, k in ((meas, mask), (x3, official_mask), (ref['meas'], official_mask)):
+        live = task.serve(model, m, k).numpy()
+        assert live.shape == (len(m), 32, 32, 8)
+        assert np.abs(frozen(m, k).numpy() - live).max() <= 1e-5
+    # the frozen graph reproduces the official output (frames moved last)
+    np.testing.assert_allclose(frozen(ref['meas'], official_mask).numpy().transpose(0, 3, 1, 2),
+                               ref['output'][:, 0], atol=1e-5)
     onnx_path = export_onnx(path, str(tmp_path / 'RevSCI.onnx'))
-    assert check_onnx(onnx_path, frozen, x3) <= 1e-4
+    assert check_onnx(onnx_path, frozen, [x3, official_mask]) <= 1e-4
+    # evaluation through the frozen graph = through the live model
+    data_dir = tmp_path / 'bench'
+    data_dir.mkdir()
+    video = np.rint(ref['video'][0].transpose(1, 2, 0) * 255).astype(np.uint8)  # [H, W, 8]
+    scipy.io.savemat(str(data_dir / 'toy.mat'), {'orig': video,
+                                                 'mask': official_mask.astype(np.uint8)})
+    cfg.sci.data_dir, cfg.output_dir, cfg.sci.save_grid = str(data_dir), str(tmp_path), False
+    log = logging.getLogger('test_revsci')
+    live = task.evaluate(model, log)['datasets']['toy']
+    cold = task.evaluate(frozen, log)['datasets']['toy']
+    assert cold['psnr'] == pytest.approx(live['psnr'], abs=1e-3)

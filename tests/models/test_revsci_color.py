@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ascendcv.dataloader.sci import bayer_mosaic, measure_bayer
+from ascendcv.utils.sci_physics import bayer_mosaic, measure_bayer, normalize_measurement
 from ascendcv.layers.torch_compat import torch_state_dict, torch_state_variables
 from ascendcv.utils.torch_checkpoint import CheckpointError, load_state_dict
 from ascendvsr.config.defaults import get_cfg_defaults
 from ascendvsr.convert.revsci import infer_revsci_arch, load_revsci_weights
-from ascendvsr.models.revsci import RevSCI, meas_re_from_measurement
+from ascendvsr.models.revsci import RevSCI
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures')
 TAG = 'revsci_color_b2'
@@ -45,7 +45,7 @@ def test_bayer_measurement_matches_official(ref):
     assert np.abs(bayer_mosaic(video) - ref['raw'][0]).max() == 0
     mask = ref['mask'].transpose(1, 2, 0)
     assert np.abs(measure_bayer(video, mask) - ref['meas'][0]).max() <= 1e-6
-    meas_re = meas_re_from_measurement(ref['meas'], mask)
+    meas_re = normalize_measurement(ref['meas'], mask)
     assert np.abs(meas_re - ref['meas_re'][:, 0]).max() <= 1e-7
 
 
@@ -112,27 +112,43 @@ def test_gradients_match_official(ref, reversible):
 
 
 def test_colour_shape_checks_and_export(tmp_path, ref):
+    """The colour RevSCI frozen through RevSciTask's serving signature (dynamic H, W here:
+    data.eval_in_size [-1, -1]): Bayer measurement + mask in, RGB frames [N, H, W, 3, B] out;
+    frozen graph and ONNX equal to the live model."""
     from ascendcv.runner.freezer import FrozenGraphModel, check_onnx, export_onnx, freeze
+    from ascendvsr.tasks.sci import RevSciTask
     model = loaded()
     with pytest.raises(ValueError, match='mask'):
         model((ref['meas_re'][:, 0], np.ones((32, 32, 4), np.float32)))
     cfg = get_cfg_defaults()
     cfg.model.name = 'RevSCI'
     cfg.revsci.variant, cfg.revsci.num_block, cfg.revsci.mask_size = 'color', 2, [32, 32]
-    path, meta = freeze(model, cfg, str(tmp_path / 'RevSCI.pb'))
+    cfg.data.eval_in_size = [-1, -1]
+    task = RevSciTask(cfg)
+    assert [s.shape.as_list() for s in task.serving_signature(model)] == [[None, None, None],
+                                                                          [None, None, 8]]
+    assert task.export_meta(model)['sci']['color'] is True
+    meas, mask = task.example_inputs(model)  # dynamic size: the model's mask size
+    assert meas.shape == (2, 32, 32) and mask.shape == (32, 32, 8)
+    path, _ = freeze(task, model, str(tmp_path / 'RevSCI.pb'))
     frozen = FrozenGraphModel(path)
-    x = np.random.default_rng(1).random((2, 32, 32), dtype=np.float32)
-    eager = model(tf.constant(x)).numpy()
-    assert eager.shape == (2, 8, 32, 32, 3)
-    assert np.abs(frozen(x).numpy() - eager).max() <= 1e-5
+    live = task.serve(model, meas, mask).numpy()
+    assert live.shape == (2, 32, 32, 3, 8)
+    assert np.abs(frozen(meas, mask).numpy() - live).max() <= 1e-5
+    official = ref['mask'].transpose(1, 2, 0)
+    np.testing.assert_allclose(frozen(ref['meas'], official).numpy().transpose(0, 3, 4, 1, 2),
+                               ref['output'], atol=1e-5)
+    small = (meas[:, :16, :24], mask[:16, :24])  # another even size through the same graph
+    assert np.abs(frozen(*small).numpy() - task.serve(model, *small).numpy()).max() <= 1e-5
     onnx_path = export_onnx(path, str(tmp_path / 'RevSCI.onnx'))
-    assert check_onnx(onnx_path, frozen, x) <= 1e-4
+    assert check_onnx(onnx_path, frozen, [meas, mask]) <= 1e-4
 
 
 def test_colour_training_pipeline_and_step(tmp_path):
     """RevSciTask feeds a colour model Bayer measurements of RGB crops with targets
     ``[N, B, H, W, 3]`` (the network's layout); the loss goes down over a few steps."""
-    from ascendcv.dataloader.sci import mask_sum, random_mask
+    from ascendcv.dataloader.sci import random_mask
+    from ascendcv.utils.sci_physics import mask_sum
     from ascendcv.runner.distributed import SingleDevice
     from ascendcv.utils.video_io import write_png
     from ascendvsr.tasks.sci import RevSciTask
@@ -146,7 +162,7 @@ def test_colour_training_pipeline_and_step(tmp_path):
     cfg.sci.mask_file, cfg.sci.crop_size = str(tmp_path / 'mask.npy'), 16
     cfg.data.batch_size, cfg.data.num_threads = 2, 1
     model = RevSCI(variant='color', num_block=1, mask_size=(16, 16))
-    pipe = RevSciTask.train_pipeline(cfg, model, SingleDevice())(0)
+    pipe = RevSciTask(cfg).train_pipeline(model, SingleDevice())(0)
     (meas_re, mask), target = next(iter(pipe))
     assert meas_re.shape == (2, 16, 16) and mask.shape == (2, 16, 16, 8)
     assert target.shape == (2, 8, 16, 16, 3)

@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # a tiny EDVR that trains in well under a second per step on CPU
 TINY = ['edvr.num_feat=8', 'edvr.deformable_groups=2', 'edvr.num_extract_block=1',
         'edvr.num_reconstruct_block=1', 'data.crop_size=16', 'data.batch_size=2',
-        'data.num_threads=2', 'data.train_data_queue_size=2', 'solver.tsa_iter=3',
+        'data.num_threads=2', 'data.train_data_queue_size=2', 'edvr.tsa_iter=3',
         'solver.lr_schedule=constant', 'solver.loss_reduction=mean', 'data.eval_batch_size=2',
         'data.eval_in_size=[16,20]']
 

@@ -18,7 +18,7 @@ from runner_helpers import ROOT, TINY, run_main
 
 BACKENDS = ['tf', 'horovod']
 STEPS = 4
-COMMON = [*TINY, 'solver.tsa_iter=0', 'solver.print_interval=1', 'solver.checkpoint_interval=2',
+COMMON = [*TINY, 'edvr.tsa_iter=0', 'solver.print_interval=1', 'solver.checkpoint_interval=2',
           'solver.keep_checkpoints=5', f'solver.total_steps={STEPS}', 'solver.collective_timeout=20']
 
 

@@ -40,9 +40,9 @@ def test_train_logs_checkpoints_and_tensorboard(sample_dataset, tmp_path):
 
 
 def test_tsa_warmup_trains_only_fusion(sample_dataset, tmp_path):
-    """Before solver.tsa_iter only fusion.* weights move (BasicSR's TSA-only warm-up)."""
+    """Before edvr.tsa_iter only fusion.* weights move (BasicSR's TSA-only warm-up)."""
     out = tmp_path / 'warm'
-    run_main(*train_args(sample_dataset, out, 2, 'solver.tsa_iter=10', 'solver.checkpoint_interval=1',
+    run_main(*train_args(sample_dataset, out, 2, 'edvr.tsa_iter=10', 'solver.checkpoint_interval=1',
                          'solver.keep_checkpoints=5'))
     w1, w2 = weights(str(out / 'checkpoints' / 'ckpt-1')), weights(str(out / 'checkpoints' / 'ckpt-2'))
     changed = {k for k in w1 if not np.array_equal(w1[k], w2[k])}
@@ -86,7 +86,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(sample_dataset, tm
     run_main(*train_args(sample_dataset, out, 2))
     good = weights(str(out / 'checkpoints' / 'ckpt-2'))
     # an absurd learning rate makes the weights (and then the loss) blow up
-    proc = run_main(*train_args(sample_dataset, out, 40, 'solver.lr=1e30', 'solver.tsa_iter=0'),
+    proc = run_main(*train_args(sample_dataset, out, 40, 'solver.lr=1e30', 'edvr.tsa_iter=0'),
                     check=False)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert re.search(r'Non-finite loss \(\w+\) or gradient at step \d+: training stopped', proc.stdout)

@@ -92,7 +92,7 @@ def test_freeze_matches_eager_and_onnx(sample_dataset, trained, tmp_path, option
     out = tmp_path / 'frz'
     proc = run_main('--mode', 'freeze', *common(sample_dataset, out), f'model.checkpoint={trained}/checkpoints',
                     *options)
-    pb_diff = float(re.search(r'Frozen graph vs eager model: max abs diff (\S+)', proc.stdout).group(1))
+    pb_diff = float(re.search(r'Frozen graph vs live model: max abs diff (\S+)', proc.stdout).group(1))
     onnx_diff = float(re.search(r'onnxruntime vs TF: max abs diff (\S+)', proc.stdout).group(1))
     assert pb_diff <= 1e-5 and onnx_diff <= 1e-4 * (255 if 'uint8' in ' '.join(options) else 1)
     graph = tf.compat.v1.GraphDef()
@@ -104,9 +104,9 @@ def test_freeze_matches_eager_and_onnx(sample_dataset, trained, tmp_path, option
     assert xla == ('export.pb_xla_dcn=False' not in options)  # DCN kept XLA-compiled by default
     meta = json.load(open(out / 'EDVR.json'))
     if 'data.eval_batch_size=-1' in options:
-        assert meta['input_shape'][0] is None
+        assert meta['inputs'][0]['shape'][0] is None
     if 'model.input_format_dimension=4' in options:
-        assert meta['input_shape'] == [10, 16, 20, 3]  # eval_batch_size 2 x 5 frames
+        assert meta['inputs'][0]['shape'] == [10, 16, 20, 3]  # eval_batch_size 2 x 5 frames
     assert meta['output_dtype'] == ('uint8' if 'model.convert_output_to_uint8=True' in options else 'float32')
     assert os.path.getsize(out / 'EDVR.onnx') > 1000
 

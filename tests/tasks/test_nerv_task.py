@@ -12,11 +12,11 @@ from ascendcv.dataloader.video_frames import (VideoFrames, batch_frame_indices, 
                                               steps_per_epoch)
 from ascendcv.runner.logging_utils import get_logger
 from ascendcv.utils.metrics import calculate_ssim
+from ascendcv.utils.metrics_tf import ms_ssim_per_image, ssim
 from ascendcv.utils.video_io import read_video, sample_video_path, write_png
 from ascendvsr.config import load_config
-from ascendvsr.tasks import get_task
-from ascendvsr.tasks.nerv import (NervLR, NervTask, load_video, ms_ssim_per_image, nerv_loss,
-                                  ssim, train_nerv)
+from ascendvsr.tasks.nerv import NervLR, NervTask, load_video, nerv_loss
+from ascendvsr.zoo import get_entry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ['model.name', 'NeRV', 'nerv.source', 'carphone', 'nerv.max_frames', '8',
@@ -24,11 +24,22 @@ TINY = ['model.name', 'NeRV', 'nerv.source', 'carphone', 'nerv.max_frames', '8',
         'nerv.strides', '[2, 2]', 'nerv.stem_dim_num', '32_1', 'nerv.lower_width', '6',
         'data.batch_size', '2', 'data.eval_batch_size', '4', 'solver.total_steps', '60',
         'solver.print_interval', '20', 'solver.checkpoint_interval', '20', 'solver.lr', '0.01',
-        'solver.beta1', '0.5', 'solver.beta2', '0.999', 'solver.tsa_iter', '0', 'seed', '0']
+        'solver.beta1', '0.5', 'solver.beta2', '0.999', 'seed', '0']
 
 
 def make_cfg(out, *extra):
     return load_config(None, TINY + ['output_dir', str(out), *extra])
+
+
+def build(cfg):
+    return get_entry('NeRV').build(cfg)
+
+
+def train_nerv(cfg, log):
+    """The runner's training entry (what --mode train runs): ``(trainer, final step)``."""
+    from ascendcv.runner.trainer import train
+    entry = get_entry('NeRV')
+    return train(cfg, entry.make_task(cfg), entry.build, log)
 
 
 @pytest.fixture(scope='module')
@@ -41,11 +52,10 @@ def fitted(tmp_path_factory, log):
     """A tiny NeRV trained for 15 epochs (60 steps) on the 8 frames, and its PSNR before."""
     out = tmp_path_factory.mktemp('nerv_fit')
     cfg = make_cfg(out)
-    from ascendvsr.models import build_model
     import keras
     keras.utils.set_random_seed(0)
-    init = build_model(cfg)
-    before = NervTask.evaluate(cfg, init, log, step=0)['psnr']
+    init = build(cfg)
+    before = NervTask(cfg).evaluate(init, log, step=0)['psnr']
     trainer, step = train_nerv(cfg, log)
     return dict(cfg=cfg, out=out, trainer=trainer, step=step, psnr_before=before)
 
@@ -74,9 +84,8 @@ def test_video_frames_resize_and_normalised_indices(tmp_path):
 def test_train_pipeline_epochs_are_deterministic_shuffles(tmp_path, log):
     cfg = make_cfg(tmp_path)
     from ascendcv.runner.distributed import SingleDevice
-    from ascendvsr.models import build_model
-    pipe = NervTask.train_pipeline(cfg, build_model(cfg), SingleDevice())
-    assert pipe.steps_per_epoch == 4 and pipe.epochs == 15
+    pipe = NervTask(cfg).train_pipeline(build(cfg), SingleDevice())
+    assert NervTask(cfg).epochs() == (4, 15)
     full = [(x.numpy(), y.numpy()) for x, y in pipe(0).take(12)]
     for e in range(3):  # every epoch visits every frame once
         idx = np.concatenate([full[4 * e + i][0] for i in range(4)])
@@ -99,13 +108,12 @@ def test_train_pipeline_epochs_are_deterministic_shuffles(tmp_path, log):
 
 
 def test_size_and_frame_count_errors(tmp_path):
-    from ascendvsr.models import build_model
     cfg = make_cfg(tmp_path, 'nerv.resize', 'False')
     with pytest.raises(ValueError, match=r'produces 36x44 frames.*144x176'):
-        load_video(cfg, build_model(cfg))
+        load_video(cfg, build(cfg))
     cfg = make_cfg(tmp_path, 'nerv.num_frames', '9')
     with pytest.raises(ValueError, match=r'num_frames=9 .* has 8 frames'):
-        load_video(cfg, build_model(cfg))
+        load_video(cfg, build(cfg))
     cfg = make_cfg(tmp_path, 'nerv.source', str(tmp_path / 'missing.mp4'))
     with pytest.raises(ValueError, match='missing.mp4'):
         load_video(cfg)
@@ -162,9 +170,9 @@ def test_ms_ssim_matches_the_multiscale_definition():
 def test_training_improves_psnr_and_writes_reports(fitted, log):
     cfg, out = fitted['cfg'], fitted['out']
     assert fitted['step'] == 60
-    report = NervTask.evaluate(make_cfg(out, 'nerv.dump_images', 'True',
-                                        'model.checkpoint', str(out / 'checkpoints' / 'ckpt-60')),
-                               fitted['trainer'].model, log)
+    report = NervTask(make_cfg(out, 'nerv.dump_images', 'True', 'model.checkpoint',
+                               str(out / 'checkpoints' / 'ckpt-60'))).evaluate(
+        fitted['trainer'].model, log)
     assert report['psnr'] > fitted['psnr_before'] + 3.0
     assert report['step'] == 60 and report['epoch'] == 15
     assert len(report['psnr_per_frame']) == 8 and report['ms_ssim'] is None  # 36 px < 161
@@ -195,20 +203,41 @@ def test_prune_and_fine_tune_then_quantize(fitted, tmp_path, log):
     trainer, step = train_nerv(cfg, log)
     from ascendvsr.compression.pruning import sparsity
     assert sparsity(trainer.model)['prunable_sparsity'] == pytest.approx(0.5, abs=1e-3)
-    pruned = NervTask.evaluate(cfg, trainer.model, log)
+    pruned = NervTask(cfg).evaluate(trainer.model, log)
     assert pruned['psnr'] > fitted['psnr_before'] + 2.0
-    q = NervTask.evaluate(make_cfg(tmp_path, 'nerv.prune_ratio', '0.5', 'nerv.quant_bit', '8'),
-                          trainer.model, log)
+    q = NervTask(make_cfg(tmp_path, 'nerv.prune_ratio', '0.5', 'nerv.quant_bit', '8')).evaluate(
+        trainer.model, log)
     st = q['storage']
     assert st['bits_per_value'] == 8 and st['bpp'] == pytest.approx(st['stored_values'] * 8 / (8 * 36 * 44))
     assert st['stored_values'] < 0.7 * st['params']
     assert abs(q['psnr'] - pruned['psnr']) < 0.5  # 8-bit costs little
     assert 'bpp_huffman' in st
-    # the generic trainer cannot prune after step 0
-    from ascendcv.runner.distributed import SingleDevice
-    bad = make_cfg(tmp_path, 'nerv.prune_ratio', '0.5', 'nerv.prune_steps', '[0.0, 0.5]')
-    with pytest.raises(ValueError, match='prune_steps'):
-        NervTask.train_pipeline(bad, trainer.model, SingleDevice())
+
+
+def test_prune_steps_train_in_phases(fitted, tmp_path, log):
+    """nerv.prune_steps [0, 0.5]: pruned at step 0 and again half-way (4 epochs of 4 steps);
+    the amounts compound to keep 0.5 ** 1.5 of the prunable weights (official schedule)."""
+    from ascendcv.runner.checkpoint import restore_checkpoint
+    from ascendvsr.compression.pruning import sparsity
+    ckpt = str(fitted['out'] / 'checkpoints' / 'ckpt-60')
+    cfg = make_cfg(tmp_path, 'model.checkpoint', ckpt, 'nerv.prune_ratio', '0.5',
+                   'nerv.prune_steps', '[0.0, 0.5]', 'nerv.warmup', '0.0',
+                   'solver.total_steps', '16', 'solver.checkpoint_interval', '4',
+                   'solver.keep_checkpoints', '10', 'solver.lr', '0.002')
+    phases = NervTask(cfg).training_phases(build(cfg))
+    assert [p.until for p in phases] == [8, 16] and all(p.on_start for p in phases)
+    trainer, step = train_nerv(cfg, log)
+    assert step == 16
+    kept = {}
+    for s in (0, 4, 8, 16):
+        model = build(cfg)
+        restore_checkpoint(model, str(tmp_path / 'checkpoints' / f'ckpt-{s}'))
+        kept[s] = 1 - sparsity(model)['prunable_sparsity']
+    assert kept[0] == pytest.approx(0.5 ** 0.5, abs=2e-3) and kept[4] == kept[0]
+    assert kept[8] == pytest.approx(0.5 ** 1.5, abs=2e-3) and kept[16] == kept[8]
+    # resuming at the second pruning step does not prune again
+    again, step = train_nerv(cfg, log)
+    assert step == 16 and 1 - sparsity(again.model)['prunable_sparsity'] == pytest.approx(kept[16])
 
 
 # ----------------------------------------------------------------------------- export
@@ -217,29 +246,29 @@ def test_freeze_onnx_and_frozen_evaluation(fitted, tmp_path, log):
     from ascendcv.runner.freezer import FrozenGraphModel, export_and_check, freeze
     ckpt = str(fitted['out'] / 'checkpoints' / 'ckpt-60')
     cfg = make_cfg(tmp_path, 'model.checkpoint', ckpt, 'data.eval_batch_size', '-1')
-    result = export_and_check(cfg, log)
+    result = export_and_check(cfg, NervTask(cfg), get_entry('NeRV').build, log)
     assert result['pb_max_abs_diff'] <= 1e-6 and result['onnx_max_abs_diff'] <= 1e-5
     frozen = FrozenGraphModel(result['pb'])
-    assert frozen.meta['input_shape'] == [None]
+    assert frozen.meta['inputs'][0]['shape'] == [None]
     model = fitted['trainer'].model
     idx = np.array([0, 3, 7], np.float32)
     np.testing.assert_allclose(frozen(idx).numpy(), model(idx).numpy(), atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match='out of range'):
         frozen(np.array([8.0], np.float32))
-    live = NervTask.evaluate(make_cfg(tmp_path), model, log)
-    pb = NervTask.evaluate(make_cfg(tmp_path, 'model.checkpoint', result['pb']), frozen, log)
+    live = NervTask(make_cfg(tmp_path)).evaluate(model, log)
+    pb = NervTask(make_cfg(tmp_path, 'model.checkpoint', result['pb'])).evaluate(frozen, log)
     assert pb['psnr'] == pytest.approx(live['psnr'], abs=1e-4) and 'bpp' not in pb
     # uint8 output and a fixed batch
     cfg8 = make_cfg(tmp_path, 'model.convert_output_to_uint8', 'True', 'data.eval_batch_size', '2')
-    path, meta = freeze(model, cfg8, str(tmp_path / 'u8' / 'NeRV.pb'))
+    path, meta = freeze(NervTask(cfg8), model, str(tmp_path / 'u8' / 'NeRV.pb'))
     y = FrozenGraphModel(path)(np.array([1.0, 2.0], np.float32)).numpy()
-    assert meta['input_shape'] == [2] and y.dtype == np.uint8 and y.shape == (2, 36, 44, 3)
+    assert meta['inputs'][0]['shape'] == [2] and y.dtype == np.uint8 and y.shape == (2, 36, 44, 3)
 
 
 def test_infer_writes_frames_and_task_registry(fitted, tmp_path, log):
-    assert get_task('NeRV') is NervTask
+    assert get_entry('NeRV').make_task(make_cfg(tmp_path)).__class__ is NervTask
     cfg = make_cfg(tmp_path, 'inference.max_frames', '5')
-    res = NervTask.infer(cfg, fitted['trainer'].model, log)
+    res = NervTask(cfg).infer(fitted['trainer'].model, log)
     files = sorted(os.listdir(res['output_dir']))
     assert files == [f'{i:08d}.png' for i in range(5)]
     from PIL import Image
@@ -247,16 +276,15 @@ def test_infer_writes_frames_and_task_registry(fitted, tmp_path, log):
 
 
 def test_configs_build_the_paper_models():
-    from ascendvsr.models import build_model
     expected = {'nerv_s': 3201905, 'nerv_m': 6282001, 'nerv_l': 12524563}
     for name, params in expected.items():
         cfg = load_config(os.path.join(ROOT, 'configs', f'{name}.yaml'))
         assert cfg.nerv.embed == '1.25_40' and cfg.nerv.stem_dim_num == '512_1'
-        model = build_model(cfg)
+        model = build(cfg)
         assert model.output_size == (720, 1280) and model.count_parameters() == params
         assert cfg.solver.total_steps == 300 * 132
     small = load_config(os.path.join(ROOT, 'configs', 'nerv_small.yaml'))
-    assert build_model(small).output_size == (180, 320) and small.nerv.resize
+    assert build(small).output_size == (180, 320) and small.nerv.resize
 
 
 def test_tools_main_convert_eval_inference_freeze_train(tmp_path):
@@ -290,10 +318,11 @@ def test_tools_main_convert_eval_inference_freeze_train(tmp_path):
                      *fixture]) == 0
     assert cli.main(['--mode', 'eval', 'model.checkpoint', str(prefix), *fixture,
                      'nerv.resize', 'False']) == 1
-    # generic trainer (solver.loss / solver.lr_schedule; see NervTask.configure_trainer)
+    # training from the command line: the official loss and schedule, pruning in two steps
     assert cli.main(['--mode', 'train', 'model.checkpoint', str(prefix), *fixture,
-                     'output_dir', str(tmp_path / 'train'), 'solver.total_steps', '3',
-                     'solver.tsa_iter', '0', 'solver.loss', 'l1', 'solver.loss_reduction', 'mean',
-                     'solver.lr_schedule', 'constant', 'solver.lr', '0.0001',
-                     'data.batch_size', '2']) == 0
-    assert os.path.exists(tmp_path / 'train' / 'checkpoints' / 'ckpt-3.index')
+                     'output_dir', str(tmp_path / 'train'), 'solver.total_steps', '4',
+                     'nerv.prune_ratio', '0.5', 'nerv.prune_steps', '[0.0, 0.5]',
+                     'solver.lr', '0.0001', 'data.batch_size', '60']) == 0
+    assert os.path.exists(tmp_path / 'train' / 'checkpoints' / 'ckpt-4.index')
+    log_text = (tmp_path / 'train' / 'log.txt').read_text()
+    assert 'Prune step 1/2 at epoch 0' in log_text and 'Prune step 2/2 at epoch 1' in log_text

@@ -1,4 +1,5 @@
-"""SCI evaluation: metrics, evaluate_sci (table, JSON, PNG grid, real-data frames), task, CLI."""
+"""SCI evaluation: metrics, evaluate_sci (table, JSON, PNG grid, real-data frames), the SCI tasks
+(Task interface: evaluate, infer, serving signature), GAP-TV through tools/main.py."""
 import json
 import logging
 import os
@@ -8,12 +9,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ascendcv.dataloader.sci import (SciDataError, load_mat, mask_sum, random_mask,
-                                     split_frames)
+from ascendcv.dataloader.sci import SciDataError, list_sci_files, load_mat, random_mask
+from ascendcv.utils.metrics import psnr_sci, ssim_matlab
+from ascendcv.utils.sci_physics import mask_sum, split_frames
 from ascendvsr.config.defaults import get_cfg_defaults
-from ascendvsr.tasks.sci import (GapTvTask, evaluate_sci, list_sci_files, main,
-                                 network_reconstruct_fn, psnr_sci, reconstruct_files,
-                                 ssim_matlab)
+from ascendvsr.tasks.sci import GapTvTask, RevSciTask, SciTask, evaluate_sci, reconstruct_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, '..', 'fixtures', 'sci', 'drop8_cacti.mat')
@@ -171,6 +171,11 @@ def test_reconstruct_files_and_network_adapter(tmp_path, sci_dir):
     cfg = _cfg(tmp_path, sci_dir)
     out = reconstruct_files(cfg, naive, LOG, str(sci_dir / 'real_scene.mat'))
     assert len(os.listdir(out['real_scene'])) == 16
+    # SciTask.infer: inference.source, else sci.data_dir (every measurement of every file)
+    cfg.sci.max_measurements = 1
+    out = SciTask(cfg).infer(naive, LOG)  # a plain callable of (meas, mask) runs as it is
+    assert sorted(out) == ['drop8', 'kobe_tiny', 'real_scene']
+    assert len(os.listdir(out['kobe_tiny'])) == 8
     seen = {}
 
     def model(inputs, training):
@@ -180,40 +185,95 @@ def test_reconstruct_files_and_network_adapter(tmp_path, sci_dir):
 
     mask = random_mask(6, 6, 8, seed=0)
     meas = np.random.default_rng(0).random((2, 6, 6)).astype(np.float32)
-    rec = np.asarray(network_reconstruct_fn(model)(meas, mask))
+    rec = np.asarray(SciTask(cfg).serve(model, meas, mask))  # (meas_re, mask) networks
     assert seen['training'] is False and rec.shape == (2, 6, 6, 8)
     np.testing.assert_allclose(seen['meas_re'], meas / mask_sum(mask), rtol=1e-6)
 
 
-def test_gap_tv_task_and_cli(tmp_path, sci_dir):
-    from ascendvsr.tasks import get_task
-    assert get_task('GAP-TV') is GapTvTask
+def test_gap_tv_task_in_process(tmp_path, sci_dir):
+    """GapTvTask(cfg).evaluate(build_gap_tv(cfg)) reproduces the published Drop number."""
+    from ascendcv.runner.task import Task
+    from ascendvsr.config import load_config
+    from ascendvsr.models.gap_tv import build_gap_tv
+    cfg = load_config(os.path.join(HERE, '..', '..', 'configs', 'gap_tv.yaml'),
+                      ['sci.data_dir', str(sci_dir), 'sci.datasets', "['drop8']",
+                       'output_dir', str(tmp_path / 'gap')])
+    task = GapTvTask(cfg)
+    assert isinstance(task, Task) and task.cfg is cfg
+    assert GapTvTask.needs_checkpoint is False and GapTvTask.trainable is False
+    assert RevSciTask.needs_checkpoint is True and RevSciTask.trainable is True
     with pytest.raises(ValueError, match='nothing to train'):
-        GapTvTask.train_pipeline(None, None, None)
-    out = tmp_path / 'cli'
-    rc = main(['--config-file', os.path.join(HERE, '..', '..', 'configs', 'gap_tv.yaml'),
-               'sci.data_dir', str(sci_dir), 'sci.datasets', "['drop8']",
-               'output_dir', str(out)])
-    assert rc == 0
-    with open(out / 'eval' / 'sci_report.json') as f:
-        report = json.load(f)
+        task.train_pipeline(None, None)
+    report = task.evaluate(build_gap_tv(cfg), LOG)
     assert report['model'] == 'GAP-TV'
     assert abs(report['datasets']['drop8']['psnr'] - 34.63) < 0.1  # the published Drop number
-    assert main(['--config-file', 'nope.yaml']) == 2
+    with open(tmp_path / 'gap' / 'eval' / 'sci_report.json') as f:
+        assert json.load(f)['datasets']['drop8']['psnr'] == report['datasets']['drop8']['psnr']
+
+
+def test_gap_tv_serving_signature_and_frozen_graph(tmp_path, sci_dir):
+    """GAP-TV's serving signature (meas [None, H, W], mask [H, W, B]; dynamic H, W with
+    data.eval_in_size <= 0), frozen to constants, evaluates like the live model."""
+    from ascendcv.runner.freezer import FrozenGraphModel, freeze
+    from ascendvsr.models.gap_tv import build_gap_tv
+    cfg = _cfg(tmp_path, sci_dir, datasets=['kobe_tiny'], gap_tv_iter_max=5)
+    cfg.data.eval_in_size = [-1, -1]
+    task, model = GapTvTask(cfg), build_gap_tv(cfg)
+    specs = task.serving_signature(model)
+    assert [(s.name, s.shape.as_list()) for s in specs] == [('meas', [None, None, None]),
+                                                          ('mask', [None, None, 8])]
+    meas, mask = task.example_inputs(model)
+    assert meas.shape == (2, 64, 64) and mask.shape == (64, 64, 8)
+    assert task.export_meta(model)['sci']['input_size'] == [None, None]
+    path, meta = freeze(task, model, str(tmp_path / 'GAP-TV.pb'))
+    assert [i['shape'] for i in meta['inputs']] == [[None, None, None], [None, None, 8]]
+    frozen = FrozenGraphModel(path)
+    live = task.serve(model, meas, mask).numpy()
+    np.testing.assert_allclose(frozen(meas, mask).numpy(), live, atol=1e-5)
+    want = task.evaluate(model, LOG)['datasets']['kobe_tiny']['psnr']
+    got = task.evaluate(frozen, LOG)['datasets']['kobe_tiny']['psnr']
+    assert got == pytest.approx(want, abs=1e-3)
+    cfg.data.eval_in_size = [32, 32]  # frozen for 32x32: a 24x20 benchmark is refused
+    frozen = FrozenGraphModel(freeze(task, model, str(tmp_path / 'GAP-TV32.pb'))[0])
+    with pytest.raises(SciDataError, match=r'kobe_tiny\.mat.*frozen graph takes 32x32 '
+                                           r'measurements.*got meas \(1, 24, 20\)'):
+        task.evaluate(frozen, LOG)
+
+
+def test_gap_tv_through_tools_main(tmp_path, sci_dir):
+    """The only CLI: tools/main.py --mode eval with configs/gap_tv.yaml (no checkpoint)."""
+    from tests.runner.runner_helpers import ROOT, run_main
+    out = tmp_path / 'cli'
+    run_main('--config-file', os.path.join(ROOT, 'configs', 'gap_tv.yaml'), '--mode', 'eval',
+             f'sci.data_dir={sci_dir}', "sci.datasets=['drop8']", f'output_dir={out}',
+             'sci.gap_tv_iter_max=10', 'sci.save_grid=False')
+    with open(out / 'eval' / 'sci_report.json') as f:
+        report = json.load(f)
+    assert report['model'] == 'GAP-TV' and report['datasets']['drop8']['measurements'] == 1
+    assert abs(report['datasets']['drop8']['psnr'] - 8.68) < 0.05  # 10 iterations (100: 34.63)
 
 
 # ---------------------------------------------------------------------------- colour (Bayer)
 
-def test_colour_benchmark_with_colour_revsci(tmp_path, sci_dir):
+def make_sci_benchmark(capsys, *argv):
+    """scripts/make_sci_benchmark.py run in-process: ``(exit code, stdout, stderr)``."""
+    import importlib.util
+    path = os.path.join(HERE, '..', '..', 'scripts', 'make_sci_benchmark.py')
+    spec = importlib.util.spec_from_file_location('make_sci_benchmark', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    rc = module.main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_colour_benchmark_with_colour_revsci(tmp_path, sci_dir, capsys):
     """make_sci_benchmark.py --color -> evaluate_sci with an (untrained) colour RevSCI: RGB
     scores, RGB grid; a colour model on a grayscale benchmark is a clear error."""
-    import subprocess
-    import sys
-
-    from ascendcv.dataloader.sci import measure_bayer
+    from ascendcv.utils.sci_physics import measure_bayer
     from ascendvsr.models.revsci import RevSCI
     from ascendvsr.tasks.sci import RevSciTask
-    root = os.path.join(HERE, '..', '..')
     mask = random_mask(32, 32, 8, seed=4).astype(np.uint8)
     np.save(str(tmp_path / 'mask.npy'), mask)
     frames = np.random.default_rng(0).integers(0, 256, (16, 40, 36, 3), dtype=np.uint8)
@@ -222,19 +282,19 @@ def test_colour_benchmark_with_colour_revsci(tmp_path, sci_dir):
     from ascendcv.utils.video_io import write_png
     for i, f in enumerate(frames):
         write_png(str(tmp_path / 'frames' / f'{i:03d}.png'), f)
-    proc = subprocess.run([sys.executable, os.path.join(root, 'scripts', 'make_sci_benchmark.py'),
-                           '--source', str(tmp_path / 'frames'), '--mask',
-                           str(tmp_path / 'mask.npy'), '--frames', '16', '--color', '--out',
-                           str(color_dir / 'clip_color.mat')], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert 'orig (32, 32, 3, 16)' in proc.stdout
+    rc, stdout, stderr = make_sci_benchmark(
+        capsys, '--source', str(tmp_path / 'frames'), '--mask', str(tmp_path / 'mask.npy'),
+        '--frames', '16', '--color', '--out', str(color_dir / 'clip_color.mat'))
+    assert rc == 0, stderr
+    assert 'orig (32, 32, 3, 16)' in stdout
     data = load_mat(str(color_dir / 'clip_color.mat'))
     crop = frames[:8, 4:36, 2:34]  # centre crop to the mask size
     np.testing.assert_allclose(data['meas'][..., 0], measure_bayer(crop.astype(np.float64), mask),
                                rtol=1e-6)
     model = RevSCI(variant='color', num_block=1, mask_size=(32, 32))
     cfg = _cfg(tmp_path, color_dir, first_measurement_only=[])
-    report = evaluate_sci(cfg, RevSciTask.reconstruct_fn(model), LOG, tag='RevSCI')
+    cfg.model.name = 'RevSCI'
+    report = RevSciTask(cfg).evaluate(model, LOG)
     entry = report['datasets']['clip_color']
     assert (entry['measurements'], entry['frames'], len(entry['ssim_per_frame'])) == (2, 16, 16)
     rec = np.asarray(model.reconstruct(data['meas'][None, ..., 1] / 255, data['mask']))
@@ -247,14 +307,13 @@ def test_colour_benchmark_with_colour_revsci(tmp_path, sci_dir):
         tile = np.asarray(im)[4 + 14:4 + 14 + 32, 4:4 + 32]
     np.testing.assert_array_equal(tile, crop[0])
     # failures: a bad --size, and a colour model on grayscale frames
-    proc = subprocess.run([sys.executable, os.path.join(root, 'scripts', 'make_sci_benchmark.py'),
-                           '--source', str(tmp_path / 'frames'), '--mask',
-                           str(tmp_path / 'mask.npy'), '--size', '64', '64', '--out',
-                           str(tmp_path / 'x.mat')], capture_output=True, text=True)
-    assert proc.returncode == 1 and '--size 64x64 is larger' in proc.stderr
+    rc, _, stderr = make_sci_benchmark(
+        capsys, '--source', str(tmp_path / 'frames'), '--mask', str(tmp_path / 'mask.npy'),
+        '--size', '64', '64', '--out', str(tmp_path / 'x.mat'))
+    assert rc == 1 and '--size 64x64 is larger' in stderr
     assert not os.path.exists(tmp_path / 'x.mat')
     gray_dir = tmp_path / 'gray'
     gray_dir.mkdir()
     scipy.io.savemat(str(gray_dir / 'g.mat'), {'orig': _smooth_video(32, 32, 8, 0), 'mask': mask})
     with pytest.raises(SciDataError, match='holds grayscale frames .* reconstructs colour'):
-        evaluate_sci(_cfg(tmp_path, gray_dir), RevSciTask.reconstruct_fn(model), LOG)
+        RevSciTask(_cfg(tmp_path, gray_dir)).evaluate(model, LOG)

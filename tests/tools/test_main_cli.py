@@ -32,7 +32,7 @@ def test_convert_writes_a_checkpoint_that_reproduces_basicsr(tmp_path):
 
     from ascendvsr.config import load_config
     from ascendcv.runner.checkpoint import restore_checkpoint as load_tf_checkpoint
-    from ascendvsr.models import build_model
+    from ascendvsr.models.edvr import build_edvr as build_model
     cfg = load_config(os.path.join(ROOT, 'configs', 'edvr.yaml'), TINY_A)
     model = build_model(cfg)
     load_tf_checkpoint(model, str(prefix))
@@ -45,7 +45,7 @@ def test_tf_checkpoint_of_another_configuration_is_rejected(tmp_path):
     from ascendcv.utils.torch_checkpoint import CheckpointError
     from ascendvsr.config import load_config
     from ascendcv.runner.checkpoint import restore_checkpoint as load_tf_checkpoint
-    from ascendvsr.models import build_model
+    from ascendvsr.models.edvr import build_edvr as build_model
     prefix = tmp_path / 'tiny'
     run_main('--mode', 'convert', f'convert.source={FIX}/edvr_tiny_a_ckpt.pth',
              f'convert.output={prefix}', *TINY_A)
