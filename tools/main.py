@@ -10,7 +10,9 @@ Modes:
   convert    official PyTorch checkpoint (convert.source) -> TF checkpoint (convert.output)
 """
 import argparse
+import logging
 import os
+import re
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -80,6 +82,12 @@ def main(argv=None):
     if cfg.mode not in MODES:
         print(f"Config error: mode '{cfg.mode}' is not one of {MODES}", file=sys.stderr)
         return 2
+    from ascendcv.runner.device import check_device, select_device
+    try:
+        check_device(cfg.device, cfg.device_id)
+    except ValueError as err:
+        print(f'Config error: {err}', file=sys.stderr)
+        return 2
     from ascendcv.runner.logging_utils import get_logger
     from ascendcv.runner.trainer import NonFiniteLossError
     from ascendcv.utils.torch_checkpoint import CheckpointError
@@ -90,6 +98,7 @@ def main(argv=None):
         return 1
     logger = get_logger(cfg.output_dir if cfg.mode == 'train' else None, cfg.log_file)
     try:
+        select_device(cfg, logger.info)
         run(cfg, logger)
     except KeyboardInterrupt:
         logger.error('Interrupted.')
@@ -100,8 +109,22 @@ def main(argv=None):
             IndexError, KeyError) as err:
         print(f'Error: {err}', file=sys.stderr)
         return 1
+    except Exception as err:  # a TensorFlow runtime error (tf.errors.OpError): its first line
+        import tensorflow as tf
+        if not isinstance(err, tf.errors.OpError):
+            raise
+        first = (err.message.strip().splitlines() or [type(err).__name__])[0]
+        print(f'Error: {re.sub(r"^[{][{]function_node [^}]*[}][}] *", "", first)}',
+              file=sys.stderr)
+        return 1
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    code = main()
+    if code:  # skip interpreter shutdown: after an error, tf.data iterator destructors can block
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

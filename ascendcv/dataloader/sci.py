@@ -190,6 +190,18 @@ def load_mask(path, key='mask', setting=None):
     mask = np.asarray(mask, np.float32)
     if mask.ndim != 3:
         raise SciDataError(f'{path!r}{where}: mask must be [H, W, B], got shape {mask.shape}')
+    return check_finite_mask(mask, f'{path!r}{where}')
+
+
+def check_finite_mask(mask, what):
+    """Refuse a mask that cannot sense anything: non-finite values, or a frame ``t`` whose mask
+    is all zero (that frame is never measured; e.g. an all-zero mask reconstructs nothing)."""
+    if not np.all(np.isfinite(mask)):
+        raise SciDataError(f'{what}: the mask holds NaN or infinite values')
+    empty = [t for t in range(mask.shape[-1]) if not np.any(mask[..., t])]
+    if empty:
+        raise SciDataError(f'{what}: the mask of frame(s) {empty} (of {mask.shape[-1]}) is all '
+                           f'zero, so those frames are never measured')
     return mask
 
 
@@ -400,6 +412,13 @@ class SciBenchmarkDataset:
             meas = (measure_bayer(np.moveaxis(gt, -1, 1), mask) if is_color(gt)
                     else measure(gt, mask))
         meas = np.asarray(meas, np.float32)
+        check_finite_mask(mask, f'{path!r} ({mask_source} mask)')
+        bad = int(np.size(meas) - np.count_nonzero(np.isfinite(meas)))
+        if bad:
+            raise SciDataError(f'{path!r}: {bad} measurement value(s) are NaN or infinite '
+                               f'(meas must be finite)')
+        if gt is not None and not np.all(np.isfinite(gt)):
+            raise SciDataError(f'{path!r}: orig holds NaN or infinite values')
         if mask.shape[:2] != meas.shape[1:]:
             raise SciDataError(f'{path!r}: measurements are {meas.shape[1]}x{meas.shape[2]} but '
                                f'the mask is {mask.shape[0]}x{mask.shape[1]}')

@@ -12,6 +12,7 @@ model or configuration is a clear error, not a silent partial load.
 Writes are atomic: files go to a temporary folder beside the target and are renamed into place.
 """
 import os
+import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -67,12 +68,27 @@ def save_checkpoint(model, prefix, extra=None):
     return prefix
 
 
+def _step_key(name):
+    """Sort key of checkpoint prefixes: the trailing step number (``ckpt-10`` after ``ckpt-5``),
+    then the name."""
+    digits = re.search(r'(\d+)$', name)
+    return (int(digits.group(1)) if digits else -1, name)
+
+
 def resolve_checkpoint(path):
-    """A checkpoint prefix from a prefix or a folder (its newest checkpoint)."""
+    """A checkpoint prefix from a prefix or a folder.
+
+    A folder resolves to the checkpoint its ``latest`` pointer names (written by the trainer),
+    else to TF's ``checkpoint`` file, else to the complete checkpoint (``.index``) with the
+    highest step number.
+    """
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = CheckpointManager(path).pointed()
         if latest is None:
-            cands = sorted(p[:-len('.index')] for p in os.listdir(path) if p.endswith('.index'))
+            latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            cands = sorted((p[:-len('.index')] for p in os.listdir(path) if p.endswith('.index')),
+                           key=_step_key)
             if not cands:
                 raise CheckpointError(f'no TF checkpoint (*.index) found in folder {path}')
             latest = os.path.join(path, cands[-1])
@@ -125,7 +141,8 @@ def build_and_restore(factory, cfg, checkpoint, logger=None, **overrides):
         return model, None
     prefix = restore_checkpoint(model, checkpoint)
     if logger is not None:
-        logger(f'Loaded {prefix}')
+        logger(f'Loaded {prefix}' + (f' (the latest checkpoint of the folder {checkpoint})'
+                                     if os.path.isdir(checkpoint) else ''))
     return model, prefix
 
 
@@ -140,15 +157,28 @@ class CheckpointManager:
     def __init__(self, folder, keep=5):
         self.folder, self.keep = folder, max(int(keep), 1)
 
-    def latest(self):
-        """Prefix of the newest complete checkpoint, or None."""
+    def pointed(self):
+        """The complete checkpoint the ``latest`` pointer names, or None."""
         pointer = os.path.join(self.folder, 'latest')
         if os.path.isfile(pointer):
             with open(pointer) as f:
                 name = f.read().strip()
             prefix = os.path.join(self.folder, name)
-            if os.path.exists(prefix + '.index'):
+            if name and os.path.exists(prefix + '.index'):
                 return prefix
+        return None
+
+    def point_to(self, prefix):
+        """Make ``latest`` name ``prefix`` (a checkpoint of this folder)."""
+        atomic_write_bytes(os.path.join(self.folder, 'latest'),
+                           f'{os.path.basename(prefix)}\n'.encode())
+
+    def latest(self):
+        """Prefix of the newest complete checkpoint (the ``latest`` pointer's, else the highest
+        step), or None."""
+        pointed = self.pointed()
+        if pointed is not None:
+            return pointed
         steps = self.steps()
         return os.path.join(self.folder, f'ckpt-{steps[-1]}') if steps else None
 
@@ -166,7 +196,7 @@ class CheckpointManager:
 
     def save(self, model, step, extra=None):
         prefix = save_checkpoint(model, os.path.join(self.folder, f'ckpt-{step}'), extra)
-        atomic_write_bytes(os.path.join(self.folder, 'latest'), f'ckpt-{step}\n'.encode())
+        self.point_to(prefix)
         for old in self.steps()[:-self.keep]:
             for path in tf.io.gfile.glob(os.path.join(self.folder, f'ckpt-{old}.*')):
                 os.remove(path)

@@ -12,10 +12,16 @@ class CosineAnnealingRestart:
     ``lr = eta_min + w_i * 0.5 * (base - eta_min) * (1 + cos(pi * (s - cum[i-1]) / periods[i]))``.
     """
 
-    def __init__(self, base_lr, periods, restart_weights, eta_min=1e-7):
+    def __init__(self, base_lr, periods, restart_weights, eta_min=1e-7, total_steps=None):
         if len(periods) != len(restart_weights):
             raise ValueError(f'solver.periods ({len(periods)}) and solver.restart_weights '
                              f'({len(restart_weights)}) must have the same length')
+        if not periods or any(int(p) < 1 for p in periods):
+            raise ValueError(f'solver.periods must be positive step counts; got {list(periods)}')
+        if total_steps is not None and sum(periods) < total_steps:
+            raise ValueError(f'solver.periods {list(periods)} sum to {sum(periods)} steps but '
+                             f'solver.total_steps is {total_steps}: past the last period the '
+                             f'cosine would climb back up; make the periods cover total_steps')
         self.base_lr, self.eta_min = float(base_lr), float(eta_min)
         self.periods, self.weights = list(periods), list(restart_weights)
         self.cumulative = [sum(self.periods[:i + 1]) for i in range(len(self.periods))]
@@ -58,13 +64,15 @@ SCHEDULES = ('cosine_restart', 'constant', 'step')
 
 
 def build_lr_schedule(solver_cfg, scale=1.0):
+    """The schedule named by ``solver.lr_schedule`` (base rate ``solver.lr * scale``); the cosine
+    periods must cover ``solver.total_steps``."""
     base = solver_cfg.lr * scale
     if solver_cfg.lr_schedule == 'step':
         return StepDecay(base, solver_cfg.lr_step_size, solver_cfg.lr_gamma,
                          solver_cfg.lr_decay_until)
     if solver_cfg.lr_schedule == 'cosine_restart':
         return CosineAnnealingRestart(base, solver_cfg.periods, solver_cfg.restart_weights,
-                                      solver_cfg.eta_min * scale)
+                                      solver_cfg.eta_min * scale, solver_cfg.total_steps)
     if solver_cfg.lr_schedule == 'constant':
         return Constant(base)
     raise ValueError(f"solver.lr_schedule must be one of {SCHEDULES}, "

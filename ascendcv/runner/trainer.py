@@ -26,6 +26,16 @@ def _optimizer_variables(optimizer):
     return {f'{i:04d}_{v.path}': v for i, v in enumerate(optimizer.variables)}
 
 
+def check_solver(s):
+    """Refuse solver settings that cannot train, before any work (names the key)."""
+    for key in ('total_steps', 'print_interval', 'checkpoint_interval', 'keep_checkpoints'):
+        value = s[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f'solver.{key} must be a positive integer; got {value!r}')
+    if not (s.lr > 0 and s.lr < float('inf')):
+        raise ValueError(f'solver.lr must be a positive finite number; got {s.lr!r}')
+
+
 def check_phases(phases, total_steps):
     """Phases must be ordered by ``until`` and the last must end at ``total_steps``."""
     untils = [int(p.until) for p in phases]
@@ -56,6 +66,7 @@ class Trainer:
         self.cfg, self.model, self.task, self.log = cfg, model, task, logger
         self.backend = backend or SingleDevice()
         s = cfg.solver
+        check_solver(s)
         self.pipeline_fn = task.train_pipeline(model, self.backend)
         self.schedule = task.lr_schedule(self.backend.world_size)
         self.loss_fn = task.loss()
@@ -78,6 +89,8 @@ class Trainer:
         self.ckpt_dir = os.path.join(cfg.output_dir, 'checkpoints')
         self.manager = CheckpointManager(self.ckpt_dir, s.keep_checkpoints)
         self._steps = {}
+        self._good = None  # newest checkpoint whose next step had a finite loss
+        self._unverified = None  # newest checkpoint not verified yet
 
     def _adam(self):
         s = self.cfg.solver
@@ -161,13 +174,32 @@ class Trainer:
         if latest is None:
             return 0
         restore_checkpoint(self.model, latest, extra=self._extra())
+        self._unverified = latest  # good once the next step's loss is finite
         step = int(self.step.numpy())
         self.log.info(f'Resumed from {latest} at step {step}')
         return step
 
+    def _non_finite(self, loss, step):
+        """The message for a non-finite step. A checkpoint counts as good only once the step after
+        it had a finite loss; the newest checkpoint, if the failing step started from its weights,
+        is poisoned, so ``latest`` is pointed back at the last good one (a rerun resumes there)."""
+        msg = (f'Non-finite loss ({loss}) or gradient at step {step}: training stopped; the '
+               f'update was not applied.')
+        poisoned = self._unverified
+        if poisoned is not None and self.backend.is_chief:
+            if self._good is not None:
+                self.manager.point_to(self._good)
+                msg += (f' The newest checkpoint {poisoned} holds the weights that gave it; '
+                        f'"latest" now points at {self._good}.')
+            else:
+                msg += f' The weights of {poisoned} gave it (no earlier checkpoint was verified).'
+        good = self._good or 'none'
+        return msg + f' Last good checkpoint: {good}. Lower solver.lr or check the data.'
+
     def save(self):
         if self.backend.is_chief:
             prefix = self.manager.save(self.model, int(self.step.numpy()), extra=self._extra())
+            self._unverified = prefix
             self.log.info(f'Saved checkpoint {prefix}')
         self.backend.barrier()
 
@@ -244,11 +276,11 @@ class Trainer:
             loss = float(loss.numpy())
             elapsed = time.perf_counter() - t0
             if not bool(finite.numpy()) or not math.isfinite(loss):
-                msg = (f'Non-finite loss ({loss}) or gradient at step {step}: training stopped; '
-                       f'the update was not applied. Last good checkpoint: '
-                       f'{self.manager.latest() or "none"}. Lower solver.lr or check the data.')
+                msg = self._non_finite(loss, step)
                 self.log.error(msg)
                 raise NonFiniteLossError(msg)
+            if self._unverified is not None:  # its weights gave a finite loss
+                self._good, self._unverified = self._unverified, None
             self.step.assign(step)
             if step > begin + 1 or until - begin == 1:
                 t_interval += elapsed

@@ -6,9 +6,12 @@ stays intact until the new one is complete. Temporary files are hidden, ``.tmp-<
 format from it still work), and removed whenever the write fails or is interrupted.
 """
 import json
+import math
 import os
 import shutil
 import uuid
+
+import numpy as np
 
 TMP_PREFIX = '.tmp-'
 """Name prefix of the temporary files (frame listings skip hidden files, so leftovers of a
@@ -68,6 +71,22 @@ def atomic_write_text(path, text):
     return atomic_write_bytes(path, text.encode('utf-8'))
 
 
+def strict_json(obj):
+    """``obj`` with every non-finite float (NaN, +-inf: not JSON) replaced by ``None`` (JSON
+    ``null``), recursively through dicts, lists and tuples; numpy scalars become Python ones."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def atomic_write_json(path, obj, indent=1):
-    """``json.dump`` ``obj`` to ``path`` atomically (trailing newline)."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent) + '\n')
+    """Write ``obj`` as strict JSON (:func:`strict_json`: NaN/inf become ``null``) to ``path``
+    atomically (trailing newline)."""
+    return atomic_write_text(path, json.dumps(strict_json(obj), indent=indent,
+                                              allow_nan=False) + '\n')

@@ -8,8 +8,8 @@ from yacs.config import CfgNode as CN
 
 _C = CN()
 _C.mode = 'train'                 # train | eval | inference | freeze | convert (CLI --mode wins)
-_C.device = 'cpu'                 # cpu | gpu | npu: where the graph runs (npu needs npu_bridge)
-_C.device_id = 0                  # device index (scripts pass DEVICE_ID here)
+_C.device = 'auto'                # auto | cpu | gpu | npu: where the graph runs (ascendcv/runner/device.py)
+_C.device_id = 0                  # device index for gpu / npu (scripts pass DEVICE_ID here)
 _C.rank_size = 1                  # number of devices/processes taking part in training
 _C.output_dir = 'outputs/edvr'    # checkpoints, logs, TensorBoard, frames, reports, frozen graphs
 _C.seed = 0                       # random seed for weights init and data sampling

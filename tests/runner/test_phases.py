@@ -1,7 +1,6 @@
 """Training phases of the Task interface, run by the real Trainer on a two-variable toy model:
 frozen-then-slower groups (RVRT's SpyNet rule), per-group learning rates, on_start hooks and
 resuming at a phase boundary."""
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,21 +9,9 @@ from ascendcv.runner.logging_utils import get_logger
 from ascendcv.runner.task import Phase, Task
 from ascendcv.runner.trainer import Trainer
 from ascendvsr.config import load_config
+from toy import Toy
 
 LR = 0.01
-
-
-class Toy(keras.Model):
-    """``pred = a * 1 + b * 1``: with the loss ``sum(pred)`` the gradient of each weight is a
-    constant 1, so every Adam step moves a weight by exactly ``-lr`` (its learning rate)."""
-
-    def __init__(self):
-        super().__init__(name='toy')  # stable variable paths across instances
-        self.a = self.add_weight(shape=(3,), initializer='zeros', name='a')
-        self.b = self.add_weight(shape=(2,), initializer='zeros', name='b')
-
-    def call(self, x, training=False):
-        return tf.reduce_sum(self.a) + tf.reduce_sum(self.b) + 0.0 * tf.reduce_sum(x)
 
 
 class ToyTask(Task):
