@@ -74,7 +74,8 @@ def run_case(case, frames, config, workdir):
         cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
         return out
 
-    _, spent = run_batches(timed, index_batches(frames, 1), desc=case)
+    _, spent = run_batches(timed, index_batches(frames, 1), desc=case,
+                           callback=lambda *_: None)  # outputs not kept (peak RSS)
     n = frames
     times, cpu = times[1:], cpu[1:]  # drop the warm-up call
     probe = np.array([frames // 2], np.float32)
