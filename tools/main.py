@@ -83,6 +83,11 @@ def main(argv=None):
         print(f"Config error: mode '{cfg.mode}' is not one of {MODES}", file=sys.stderr)
         return 2
     from ascendcv.runner.device import check_device, select_device
+    from ascendvsr.zoo import registered_models
+    if cfg.model.name not in registered_models():
+        print(f'Config error: model.name={cfg.model.name!r} is not a registered model; known: '
+              f'{registered_models()} (ascendvsr/zoo/)', file=sys.stderr)
+        return 2
     try:
         check_device(cfg.device, cfg.device_id)
     except ValueError as err:

@@ -161,3 +161,10 @@ def test_corrupt_training_frame_exits_at_once_naming_the_file(sample_dataset, tm
         assert proc.returncode == 1, (run, proc.stderr[-2000:])
         assert len(errors) == 1 and 'Cannot read image' in errors[0] and str(data) in errors[0]
         assert 'Traceback' not in proc.stderr and 'function_node' not in errors[0]
+
+
+def test_cli_unknown_model_name_is_a_config_error(tmp_path):
+    from runner_helpers import run_main
+    proc = run_main('--mode', 'eval', 'model.name', 'EDSR', f'output_dir={tmp_path}', check=False)
+    assert proc.returncode == 2 and "model.name='EDSR' is not a registered model" in proc.stderr
+    assert 'EDVR' in proc.stderr and 'Traceback' not in proc.stderr
