@@ -43,6 +43,9 @@ def test_every_model_registers_its_parts():
         entry = get_entry(name)
         task = entry.make_task(cfg)
         assert isinstance(task, Task), name
+        for method in ('evaluate', 'infer', 'serving_signature', 'example_inputs',
+                       'sample_data'):  # what the base class cannot provide
+            assert getattr(type(task), method) is not getattr(Task, method), (name, method)
         for node in entry.config:
             assert node in cfg, (name, node)  # its config node is in the tree
 

