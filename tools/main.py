@@ -26,6 +26,8 @@ def parse_args(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--config-file', default='', help='YAML file under configs/')
     ap.add_argument('--mode', choices=MODES, help='what to run (overrides the config key "mode")')
+    ap.add_argument('--debug', action='store_true',
+                    help='show the traceback of an error (also: ASCENDVSR_DEBUG=1)')
     ap.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides: KEY VALUE or KEY=VALUE')
     return ap.parse_args(argv)
 
@@ -68,39 +70,59 @@ def run(cfg, logger):
         convert_checkpoint(cfg, entry, logger=logger.info)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    from ascendvsr.config import ConfigError, load_config
-    opts = list(args.opts)
-    if args.mode:
-        opts += ['mode', args.mode]
-    try:
-        cfg = load_config(args.config_file or None, opts)
-    except ConfigError as err:
-        print(f'Config error: {err}', file=sys.stderr)
-        return 2
-    if cfg.mode not in MODES:
-        print(f"Config error: mode '{cfg.mode}' is not one of {MODES}", file=sys.stderr)
-        return 2
-    from ascendcv.runner.device import check_device, select_device
+def _one_line(err):
+    """The message of an expected failure (a TensorFlow runtime error: the first line of its
+    message without the ``{{function_node ...}}`` prefix)."""
+    import tensorflow as tf
+    if isinstance(err, tf.errors.OpError):
+        first = (err.message.strip().splitlines() or [type(err).__name__])[0]
+        return re.sub(r'^[{][{]function_node [^}]*[}][}] *', '', first)
+    text = str(err).strip()
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = str(err.args[0])
+    return text or type(err).__name__
+
+
+def _expected_failures():
+    """Exception classes that mean bad input or a broken environment (one line, exit 1), not a
+    bug (a traceback)."""
+    import tensorflow as tf
+
+    from ascendcv.utils.torch_checkpoint import CheckpointError
+    return (CheckpointError, ValueError, OSError, RuntimeError, IndexError, KeyError,
+            tf.errors.OpError)
+
+
+def _checked_config(args):
+    """Load the config of the parsed ``args``; ConfigError for anything wrong with it."""
+    from ascendvsr.config import ConfigError, load_config, parse_overrides
     from ascendvsr.zoo import registered_models
+    parse_overrides(list(args.opts))  # a dangling KEY is blamed before --mode is appended
+    opts = list(args.opts) + (['mode', args.mode] if args.mode else [])
+    cfg = load_config(args.config_file or None, opts)
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode '{cfg.mode}' is not one of {MODES}")
     if cfg.model.name not in registered_models():
-        print(f'Config error: model.name={cfg.model.name!r} is not a registered model; known: '
-              f'{registered_models()} (ascendvsr/zoo/)', file=sys.stderr)
-        return 2
+        raise ConfigError(f'model.name={cfg.model.name!r} is not a registered model; known: '
+                          f'{registered_models()} (ascendvsr/zoo/)')
+    from ascendcv.runner.device import check_device
     try:
         check_device(cfg.device, cfg.device_id)
     except ValueError as err:
-        print(f'Config error: {err}', file=sys.stderr)
-        return 2
+        raise ConfigError(str(err)) from None
+    return cfg
+
+
+def _run_logged(cfg):
+    """Create the output folder and the logger, select the device and run; returns the exit
+    code (expected failures are raised to :func:`main`)."""
+    from ascendcv.runner.device import select_device
     from ascendcv.runner.logging_utils import get_logger
     from ascendcv.runner.trainer import NonFiniteLossError
-    from ascendcv.utils.torch_checkpoint import CheckpointError
     try:
         os.makedirs(cfg.output_dir, exist_ok=True)
     except OSError as err:
-        print(f'Error: cannot create output_dir {cfg.output_dir}: {err}', file=sys.stderr)
-        return 1
+        raise OSError(f'cannot create output_dir {cfg.output_dir}: {err}') from None
     logger = get_logger(cfg.output_dir if cfg.mode == 'train' else None, cfg.log_file)
     try:
         select_device(cfg, logger.info)
@@ -108,21 +130,35 @@ def main(argv=None):
     except KeyboardInterrupt:
         logger.error('Interrupted.')
         return 130
-    except NonFiniteLossError:
+    except NonFiniteLossError:  # already logged with the checkpoint to go back to
         return 3
-    except (CheckpointError, ValueError, FileNotFoundError, OSError, RuntimeError,
-            IndexError, KeyError) as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 1
-    except Exception as err:  # a TensorFlow runtime error (tf.errors.OpError): its first line
-        import tensorflow as tf
-        if not isinstance(err, tf.errors.OpError):
-            raise
-        first = (err.message.strip().splitlines() or [type(err).__name__])[0]
-        print(f'Error: {re.sub(r"^[{][{]function_node [^}]*[}][}] *", "", first)}',
-              file=sys.stderr)
-        return 1
     return 0
+
+
+def main(argv=None):
+    """Exit codes: 0 done, 1 an expected failure (one line ``Error: ...``; with ``--debug`` or
+    ``ASCENDVSR_DEBUG=1`` the traceback too), 2 a config error, 3 a non-finite loss, 130
+    interrupted."""
+    args = parse_args(argv)
+    debug = args.debug or os.environ.get('ASCENDVSR_DEBUG', '') not in ('', '0')
+    from ascendvsr.config import ConfigError
+    try:
+        cfg = _checked_config(args)
+    except ConfigError as err:
+        if debug:
+            raise
+        print(f'Config error: {err}', file=sys.stderr)
+        return 2
+    try:
+        return _run_logged(cfg)
+    except KeyboardInterrupt:
+        print('Interrupted.', file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug or not isinstance(err, _expected_failures()):
+            raise
+        print(f'Error: {_one_line(err)}', file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

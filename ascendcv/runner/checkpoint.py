@@ -24,6 +24,39 @@ from ascendcv.utils.fileio import atomic_write_bytes
 from ascendcv.utils.torch_checkpoint import CheckpointError
 
 WEIGHTS_KEY = 'weights'
+TMP_CKPT_PREFIX = '.tmp_ckpt_'
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose files are missing, truncated or corrupt (``prefix`` names it)."""
+
+    def __init__(self, prefix, detail):
+        self.prefix = prefix
+        super().__init__(f'checkpoint {prefix} is damaged or incomplete: {detail}')
+
+
+def _first_line(err):
+    text = getattr(err, 'message', None) or str(err) or type(err).__name__
+    return text.strip().splitlines()[0]
+
+
+def _data_files(prefix):
+    return sorted(tf.io.gfile.glob(prefix + '.data-*'))
+
+
+def check_files(prefix):
+    """Raise :class:`DamagedCheckpointError` when the shards ``prefix.index`` names are not all
+    there (an index without its data, e.g. copied alone)."""
+    shards = _data_files(prefix)
+    expected = None
+    for path in shards:
+        m = re.search(r'\.data-\d+-of-(\d+)$', path)
+        if m:
+            expected = int(m.group(1))
+    if not shards or (expected is not None and len(shards) != expected):
+        raise DamagedCheckpointError(prefix, f'{prefix}.index is there but its data files are '
+                                     f'not ({len(shards)} of {expected or "at least 1"} '
+                                     f'{os.path.basename(prefix)}.data-* found)')
 
 
 def named_variables(model):
@@ -56,11 +89,20 @@ def save_checkpoint(model, prefix, extra=None):
     os.makedirs(folder, exist_ok=True)
     if not os.access(folder, os.W_OK):
         raise OSError(f'cannot write checkpoints to {folder}: folder is not writable')
-    tmp = tempfile.mkdtemp(prefix='.tmp_ckpt_', dir=folder)
+    tmp = tempfile.mkdtemp(prefix=TMP_CKPT_PREFIX, dir=folder)
     try:
-        written = _checkpoint(model, extra).write(os.path.join(tmp, 'ckpt'))
+        try:
+            written = _checkpoint(model, extra).write(os.path.join(tmp, 'ckpt'))
+        except (tf.errors.OpError, OSError) as err:
+            raise CheckpointError(f'could not write checkpoint {prefix} ({_first_line(err)}; '
+                                  f'disk full?): the checkpoints already in {folder} are '
+                                  f'intact') from None
         parts = tf.io.gfile.glob(written + '*')
-        # data first, index last: a reader that sees the index sees complete data
+        # An older checkpoint of the same name loses its index first, then data go in, the
+        # index last: at no moment does an index sit beside data that are not its own.
+        for old in [prefix + '.index'] + _data_files(prefix):
+            if os.path.exists(old):
+                os.remove(old)
         for path in sorted(parts, key=lambda p: p.endswith('.index')):
             os.replace(path, prefix + os.path.basename(path)[len('ckpt'):])
     finally:
@@ -111,8 +153,9 @@ def restore_checkpoint(model, path, extra=None):
     prefix = resolve_checkpoint(path)
     try:
         stored = dict(tf.train.list_variables(prefix))
-    except (tf.errors.OpError, ValueError) as err:
-        raise CheckpointError(f'{prefix} is not a readable TF checkpoint: {err}') from err
+    except (tf.errors.OpError, ValueError, IndexError) as err:
+        raise DamagedCheckpointError(prefix, f'its index is not readable '
+                                     f'({_first_line(err)})') from None
     expected = named_variables(model)
     escaped = {name: f'{WEIGHTS_KEY}/{name.replace(".", ".."). replace("/", ".S")}/.ATTRIBUTES/VARIABLE_VALUE'
                for name in expected}
@@ -127,7 +170,11 @@ def restore_checkpoint(model, path, extra=None):
             detail.append(f'{len(wrong)} shapes differ (e.g. {"; ".join(wrong[:5])})')
         raise CheckpointError(f'{prefix} is not a checkpoint of this {model.name} model: '
                               + '; '.join(detail))
-    status = _checkpoint(model, extra).read(prefix)
+    check_files(prefix)
+    try:
+        status = _checkpoint(model, extra).read(prefix)
+    except (tf.errors.OpError, IndexError, ValueError) as err:  # truncated or bit-flipped data
+        raise DamagedCheckpointError(prefix, _first_line(err)) from None
     status.expect_partial()
     return prefix
 
@@ -139,7 +186,15 @@ def build_and_restore(factory, cfg, checkpoint, logger=None, **overrides):
     model = factory(cfg, **overrides)
     if not checkpoint:
         return model, None
-    prefix = restore_checkpoint(model, checkpoint)
+    try:
+        prefix = restore_checkpoint(model, checkpoint)
+    except DamagedCheckpointError as err:
+        if not os.path.isdir(checkpoint):
+            raise
+        earlier = [p for p in CheckpointManager(checkpoint).candidates() if p != err.prefix]
+        hint = (f'; an earlier checkpoint of the folder: {earlier[0]} (give it as the '
+                f'checkpoint)' if earlier else '')
+        raise DamagedCheckpointError(err.prefix, str(err).split(': ', 1)[1] + hint) from None
     if logger is not None:
         logger(f'Loaded {prefix}' + (f' (the latest checkpoint of the folder {checkpoint})'
                                      if os.path.isdir(checkpoint) else ''))
@@ -193,6 +248,28 @@ class CheckpointManager:
                 except ValueError:
                     pass
         return sorted(out)
+
+    def candidates(self):
+        """Checkpoint prefixes to resume from, best first: the ``latest`` pointer's, then the
+        others by decreasing step."""
+        first = self.latest()
+        rest = [os.path.join(self.folder, f'ckpt-{s}') for s in reversed(self.steps())]
+        return ([first] if first else []) + [p for p in rest if p != first]
+
+    def clean_leftovers(self):
+        """Remove what a killed save leaves behind: temporary checkpoint folders, temporary
+        pointer files and data shards without an index. Returns the removed names."""
+        from ascendcv.utils.fileio import TMP_PREFIX, remove_path
+        if not os.path.isdir(self.folder):
+            return []
+        removed = []
+        indexed = {p[:-len('.index')] for p in os.listdir(self.folder) if p.endswith('.index')}
+        for name in sorted(os.listdir(self.folder)):
+            orphan = '.data-' in name and name.split('.data-')[0] not in indexed
+            if name.startswith((TMP_CKPT_PREFIX, TMP_PREFIX)) or orphan:
+                remove_path(os.path.join(self.folder, name))
+                removed.append(name)
+        return removed
 
     def save(self, model, step, extra=None):
         prefix = save_checkpoint(model, os.path.join(self.folder, f'ckpt-{step}'), extra)

@@ -22,8 +22,14 @@ def get_logger(output_dir=None, log_file='log.txt', name='ascendvsr', console=Tr
         h.setFormatter(fmt)
         log.addHandler(h)
     if output_dir and log_file:
-        os.makedirs(output_dir, exist_ok=True)
-        fh = logging.FileHandler(os.path.join(output_dir, log_file))
+        path = os.path.join(output_dir, log_file)
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            fh = logging.FileHandler(path)
+        except OSError as err:
+            raise OSError(f'cannot write the log file {path}: {err.strerror or err} (output_dir '
+                          f'must be a writable folder; or set log_file "" for console only)'
+                          ) from None
         fh.setFormatter(fmt)
         log.addHandler(fh)
     log.setLevel(logging.INFO)

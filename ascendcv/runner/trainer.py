@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ascendcv.runner.checkpoint import CheckpointManager, build_and_restore, restore_checkpoint
+from ascendcv.runner.checkpoint import (CheckpointManager, DamagedCheckpointError,
+                                        build_and_restore, restore_checkpoint)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -170,14 +171,32 @@ class Trainer:
 
     def resume(self):
         """Restore the newest checkpoint under ``output_dir/checkpoints``; returns the step."""
-        latest = self.manager.latest()
-        if latest is None:
-            return 0
-        restore_checkpoint(self.model, latest, extra=self._extra())
-        self._unverified = latest  # good once the next step's loss is finite
-        step = int(self.step.numpy())
-        self.log.info(f'Resumed from {latest} at step {step}')
-        return step
+        if self.backend.is_chief:
+            removed = self.manager.clean_leftovers()
+            if removed:
+                self.log.info(f'Removed leftovers of an interrupted save in {self.ckpt_dir}: '
+                              f'{", ".join(removed)}')
+        damaged = []
+        for prefix in self.manager.candidates():
+            try:
+                restore_checkpoint(self.model, prefix, extra=self._extra())
+            except DamagedCheckpointError as err:  # fall back to the previous intact one
+                damaged.append(str(err))
+                self.log.warning(f'{err}; trying the previous checkpoint')
+                continue
+            if damaged and self.backend.is_chief:
+                self.manager.point_to(prefix)
+            self._unverified = prefix  # good once the next step's loss is finite
+            step = int(self.step.numpy())
+            self.log.info(f'Resumed from {prefix} at step {step}'
+                          + (f' ({len(damaged)} newer checkpoint(s) damaged, skipped)'
+                             if damaged else ''))
+            return step
+        if damaged:
+            raise DamagedCheckpointError(self.ckpt_dir, 'no intact checkpoint to resume from: '
+                                         + ' | '.join(damaged)
+                                         + '; move the folder away to start afresh')
+        return 0
 
     def _non_finite(self, loss, step):
         """The message for a non-finite step. A checkpoint counts as good only once the step after

@@ -6,6 +6,7 @@ import os
 from yacs.config import CfgNode
 
 from ascendvsr.config.defaults import get_cfg_defaults
+from ascendvsr.config.validate import problems
 
 
 class ConfigError(ValueError):
@@ -31,8 +32,36 @@ def _check_keys(cfg, other, source, prefix=''):
         full = f'{prefix}{k}'
         if k not in cfg:
             raise _unknown_key_error(get_cfg_defaults(), full, source)
-        if isinstance(v, dict) and isinstance(cfg[k], CfgNode):
+        if isinstance(cfg[k], CfgNode):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{source}: '{full}' is a section of keys (e.g. "
+                                  f"{full}.{next(iter(cfg[k]))}), not a value; got {v!r}")
             _check_keys(cfg[k], v, source, full + '.')
+        elif isinstance(v, dict):
+            raise ConfigError(f"{source}: config key '{full}' takes a value "
+                              f"(default {cfg[k]!r}), not a section {v!r}")
+
+
+def _read_yaml(path):
+    """The mapping at the top of the YAML file ``path`` (ConfigError naming the file and the
+    line of a syntax error, or a file whose top level is not a mapping)."""
+    import yaml
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, 'problem_mark', None)
+        where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
+        problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        raise ConfigError(f'{path}: invalid YAML{where}: {problem}') from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f'{path}: cannot read the config file: {err}') from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: the top level must be a mapping of config keys (e.g. '
+                          f'"solver: {{lr: 1e-4}}"), got a {type(data).__name__}')
+    return data
 
 
 def parse_overrides(opts):
@@ -114,8 +143,7 @@ def load_config(config_file=None, opts=(), freeze=True):
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f'config file not found: {config_file}')
-        with open(config_file) as f:
-            other = CfgNode.load_cfg(f)
+        other = _read_yaml(config_file)
         _check_keys(cfg, other, config_file)
         _merge_yaml(cfg, other, config_file)
     for key, value in parse_overrides(list(opts)):
@@ -124,9 +152,16 @@ def load_config(config_file=None, opts=(), freeze=True):
             if p not in node or not isinstance(node[p], CfgNode):
                 raise _unknown_key_error(cfg, key, 'command-line overrides')
             node = node[p]
-        if parts[-1] not in node or isinstance(node[parts[-1]], CfgNode):
+        if parts[-1] not in node:
             raise _unknown_key_error(cfg, key, 'command-line overrides')
+        if isinstance(node[parts[-1]], CfgNode):
+            raise ConfigError(f"command-line override '{key}' names a section, not a key; set "
+                              f"one of its keys (e.g. {key}.{next(iter(node[parts[-1]]))})")
         node[parts[-1]] = _coerce(value, node[parts[-1]], key)
+    broken = problems(cfg)
+    if broken:
+        source = f'{config_file} + overrides' if config_file else 'config overrides'
+        raise ConfigError(f'{source}: ' + '; '.join(broken))
     if freeze:
         cfg.freeze()
     return cfg

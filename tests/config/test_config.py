@@ -78,3 +78,50 @@ def test_frozen_config_cannot_be_mutated():
     cfg = load_config(None, [])
     with pytest.raises(AttributeError):
         cfg.output_dir = 'elsewhere'
+
+
+@pytest.mark.parametrize('text,match', [
+    ('solver:\n  lr: [1, 2\n', r'bad\.yaml: invalid YAML \(line 3'),
+    ('solver: 5\n', r"bad\.yaml: 'solver' is a section of keys"),
+    ('- a\n- b\n', r'bad\.yaml: the top level must be a mapping.*got a list'),
+    ('solver:\n  lr:\n    x: 1\n', r"bad\.yaml: config key 'solver\.lr' takes a value"),
+])
+def test_broken_yaml_files_are_config_errors_naming_the_file(tmp_path, text, match):
+    path = tmp_path / 'bad.yaml'
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize('override,match', [
+    ('data.eval_in_size=[36]', r'data\.eval_in_size must be two integers'),
+    ('inference.num_writers=0', r'inference\.num_writers must be a positive integer'),
+    ('solver.keep_checkpoints=0', r'solver\.keep_checkpoints must be a positive integer'),
+    ('solver.print_interval=0', r'solver\.print_interval must be'),
+    ('data.batch_size=0', r'data\.batch_size must be'),
+    ('solver=5', r"'solver' names a section, not a key"),
+])
+def test_values_that_cannot_work_are_refused_at_load_time(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def test_cli_blames_the_dangling_key_and_debug_shows_the_traceback(capsys):
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from main import main
+    assert main(['--mode', 'train', 'solver.total_steps']) == 2
+    err = capsys.readouterr().err
+    assert "override 'solver.total_steps' has no value" in err and "'train'" not in err
+    with pytest.raises(ConfigError):
+        main(['--debug', '--mode', 'train', 'solver.total_steps', '0'])
+
+
+def test_an_unwritable_log_file_is_one_line(tmp_path, capsys):
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    from main import main
+    (tmp_path / 'log.txt').mkdir()  # where the log file should go
+    assert main(['--mode', 'train', f'output_dir={tmp_path}']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('Error: cannot write the log file') and str(tmp_path) in err

@@ -72,8 +72,12 @@ def test_poisoned_checkpoint_is_not_last_good_and_latest_points_back(tmp_path):
                                        ('print_interval', 0), ('keep_checkpoints', 0),
                                        ('lr', 0.0)])
 def test_solver_settings_that_cannot_train_are_refused(tmp_path, key, value):
-    cfg = load_config(None, [f'output_dir={tmp_path}', 'solver.lr_schedule=constant',
-                             f'solver.{key}={value}'])
+    from ascendvsr.config import ConfigError
+    opts = [f'output_dir={tmp_path}', 'solver.lr_schedule=constant']
+    with pytest.raises(ConfigError, match=f'solver.{key} must be'):  # at load time
+        load_config(None, opts + [f'solver.{key}={value}'])
+    cfg = load_config(None, opts, freeze=False)
+    cfg.solver[key] = value  # a config built in code: the trainer checks too
     with pytest.raises(ValueError, match=f'solver.{key}'):
         Trainer(cfg, toy(), BlowUp(cfg), get_logger(None))
     assert not (tmp_path / 'checkpoints').exists()  # nothing was done
