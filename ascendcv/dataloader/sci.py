@@ -61,12 +61,16 @@ class SciDataError(DatasetError):
 
 # ============================================================================ .mat files
 
+FETCH_HINT = ('the public benchmarks and official masks ship in data/sci/ (see data/sci/README.md); '
+              'restore them with: bash scripts/get_sci_data.sh [SRC]')
+
+
 def _read_mat_variables(path):
     """All numeric variables of a .mat file -> ``{name: ndarray}`` in MATLAB's ``H x W x ...``
     order, plus the format (``'v5'`` or ``'v7.3'``)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise SciDataError(f'SCI data file not found: {path!r}')
+        raise SciDataError(f'SCI data file not found: {path!r} ({FETCH_HINT})')
     import h5py
     if h5py.is_hdf5(path):
         out = {}
@@ -164,7 +168,7 @@ def load_mask(path, key='mask', setting=None):
     ext = os.path.splitext(path)[1].lower()
     if ext in ('.npy', '.npz'):
         if not os.path.isfile(path):
-            raise SciDataError(f'mask file not found: {path!r}{where}')
+            raise SciDataError(f'mask file not found: {path!r}{where}; {FETCH_HINT}')
         try:
             if ext == '.npy':
                 variables = {'mask': np.load(path)}
@@ -241,7 +245,7 @@ def list_sci_files(folder, names=(), setting='sci.data_dir'):
     ``setting`` names the config key of the folder in error messages."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
-        raise SciDataError(f'SCI data folder not found: {folder!r} ({setting})')
+        raise SciDataError(f'SCI data folder not found: {folder!r} ({setting}); {FETCH_HINT}')
     files = [os.path.join(folder, f) for f in os.listdir(folder)
              if f.lower().endswith('.mat') and not f.startswith('.')]
     if names:
@@ -254,7 +258,7 @@ def list_sci_files(folder, names=(), setting='sci.data_dir'):
         if missing:
             raise SciDataError(f'sci.datasets {missing} not found in {folder!r}')
     if not files:
-        raise SciDataError(f'no .mat files in {folder!r} ({setting})')
+        raise SciDataError(f'no .mat files in {folder!r} ({setting}); {FETCH_HINT}')
     return sorted(files, key=_order_key)
 
 
@@ -333,7 +337,7 @@ class SciBenchmarkDataset:
             self.files = [source]
         else:
             raise SciDataError(f'SCI data not found: {source!r} ({setting}: a folder of .mat '
-                               f'files or one .mat file)')
+                               f'files or one .mat file); {FETCH_HINT}')
         self.max_value = float(max_value)
         if not self.max_value > 0:
             raise ValueError(f'sci.max_value must be > 0, got {max_value}')
