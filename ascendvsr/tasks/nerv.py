@@ -291,6 +291,9 @@ class NervTask(Task):
         visual = os.path.join(cfg.output_dir, 'eval', 'visualize')
         psnr_f, psnr8, msssim = [], [], []
         do_msssim = min(video.height, video.width) > 160
+        shown = sorted(set(np.linspace(0, video.num_frames - 1, min(4, video.num_frames))
+                           .round().astype(int).tolist()))
+        decoded = {}  # frame index -> uint8 frame, for the comparison picture
 
         def score(_, batch, frames):
             indices = batch[0].astype(np.int64)
@@ -299,6 +302,8 @@ class NervTask(Task):
                 psnr_f.append(psnr(pred, ref))
                 p8 = to_uint8(pred)
                 psnr8.append(psnr(p8 / 255.0, video.frames[i] / 255.0))
+                if int(i) in shown:
+                    decoded[int(i)] = (p8, psnr_f[-1])
                 if n.dump_images:
                     write_png(os.path.join(visual, f'pred_{int(i):04d}.png'), p8)
             if do_msssim:
@@ -334,14 +339,42 @@ class NervTask(Task):
         if 'bpp' in report:
             msg += f', {report["bpp"]:.4f} bpp'
         logger.info(msg)
+        report['compare_png'] = self._write_comparison(video, decoded)
+        if n.curve:
+            curve = append_curve(os.path.join(cfg.output_dir, n.curve),
+                                 {k: report.get(k) for k in ('step', 'epoch', 'psnr', 'psnr_uint8',
+                                                             'ms_ssim', 'decode_fps', 'bpp',
+                                                             'quant_bit', 'checkpoint')})
+            report['rd_png'] = self._write_rd_plot(curve)
         if cfg.eval.report:
             _atomic_json(os.path.join(cfg.output_dir, cfg.eval.report), report)
-        if n.curve:
-            append_curve(os.path.join(cfg.output_dir, n.curve),
-                         {k: report.get(k) for k in ('step', 'epoch', 'psnr', 'psnr_uint8',
-                                                     'ms_ssim', 'decode_fps', 'bpp',
-                                                     'quant_bit', 'checkpoint')})
+        logger.info(f'Pictures: {report["compare_png"]} (decoded above ground truth)'
+                    + (f', {report["rd_png"]} (rate-distortion)' if report.get('rd_png') else ''))
         return report
+
+    def _write_comparison(self, video, decoded):
+        """``eval/nerv_compare.png``: the decoded frames ``{index: (uint8 frame, PSNR)}`` above
+        the same ground-truth frames."""
+        from ascendcv.utils.pictures import write_grid
+        idx = sorted(decoded)
+        path = os.path.join(self.cfg.output_dir, 'eval', 'nerv_compare.png')
+        write_grid(path, [np.stack([decoded[i][0] for i in idx]), video.frames[idx]],
+                   [[f'#{i} {decoded[i][1]:.2f} dB' for i in idx], [f'#{i} GT' for i in idx]])
+        return path
+
+    def _write_rd_plot(self, curve):
+        """``eval/nerv_rd.png``: PSNR against bits per pixel of every evaluation in the curve
+        that has a size (a TF checkpoint), one series per quantisation setting; None when
+        there are none."""
+        from ascendvsr.compression.rd import plot_rd
+        rows = [dict(series=f'{e["quant_bit"]}-bit' if e.get('quant_bit') else 'float32',
+                     bpp=e['bpp'], psnr=e['psnr']) for e in curve
+                if isinstance(e.get('bpp'), (int, float)) and isinstance(e.get('psnr'), float)]
+        if not rows:
+            return None
+        path = os.path.join(self.cfg.output_dir, 'eval', 'nerv_rd.png')
+        return plot_rd(path, rows, title=f'{self.cfg.model.name} rate-distortion '
+                                         f'({os.path.basename(str(self.cfg.nerv.source))})')
 
     # ------------------------------------------------------------------ inference
     def infer(self, model, logger):

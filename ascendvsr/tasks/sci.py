@@ -39,6 +39,7 @@ from ascendcv.runner.predict import run_batches
 from ascendcv.runner.task import Task
 from ascendcv.utils.fileio import atomic_write_json as _atomic_json
 from ascendcv.utils.metrics import SCI_PEAKS, sci_frame_scores
+from ascendcv.utils.pictures import write_grid
 from ascendcv.utils.sci_physics import is_color, measure, measure_bayer, normalize_measurement_tf
 
 __all__ = ['evaluate_sci', 'reconstruct_files', 'write_grid',
@@ -48,29 +49,6 @@ CONVENTIONS = tuple(SCI_PEAKS)
 
 
 # ============================================================================ helpers
-
-def write_grid(path, rows, labels):
-    """Write a labelled grid PNG: ``rows`` is a list of ``[B, H, W]`` (grayscale) or
-    ``[B, H, W, 3]`` (RGB) float [0, 1] frame rows, ``labels`` one list of ``B`` strings per row
-    (drawn above each tile)."""
-    from PIL import Image, ImageDraw
-
-    from ascendcv.utils.video_io import to_uint8, write_png
-    band, gap = 14, 4
-    b, h, w = rows[0].shape[:3]
-    color = rows[0].ndim == 4
-    width = b * w + (b + 1) * gap
-    height = len(rows) * (h + band + gap) + gap
-    canvas = Image.new('RGB' if color else 'L', (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for r, (frames, row_labels) in enumerate(zip(rows, labels)):
-        y = gap + r * (h + band + gap)
-        for t in range(b):
-            x = gap + t * (w + gap)
-            draw.text((x + 2, y + 1), row_labels[t], fill=(255, 255, 255) if color else 255)
-            canvas.paste(Image.fromarray(to_uint8(np.clip(frames[t], 0, 1))), (x, y + band))
-    write_png(path, np.asarray(canvas))
-
 
 def _write_frames(folder, name, video):
     """Frames of ``video [M, H, W, B]`` (or colour ``[M, H, W, 3, B]``) ->

@@ -187,6 +187,13 @@ def test_training_improves_psnr_and_writes_reports(fitted, log):
     assert curve[1]['psnr'] > curve[0]['psnr']
     pngs = sorted(os.listdir(out / 'eval' / 'visualize'))
     assert pngs[0] == 'pred_0000.png' and len(pngs) == 8
+    from PIL import Image
+    compare = np.asarray(Image.open(report['compare_png']))  # 4 frames: decoded above GT
+    assert compare.shape == (2 * (36 + 14 + 4) + 4, 4 * 44 + 5 * 4, 3)
+    from ascendvsr.tasks.nerv import load_video
+    gt_tile = compare[4 + (36 + 14 + 4) + 14:][:36, 4:4 + 44]  # row 2, tile 1: frame 0's GT
+    np.testing.assert_array_equal(gt_tile, load_video(cfg).frames[0])
+    assert report['rd_png'].endswith('nerv_rd.png') and os.path.getsize(report['rd_png']) > 1000
 
 
 def test_resume_continues_from_the_checkpoint(fitted, log):
