@@ -6,5 +6,5 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 [ $# -ge 2 ] || usage_exit "$0 DEVICE_ID NUM_DEVICES [KEY VALUE ...]"
 DEVICE_ID=$1; NUM_DEVICES=$2; shift 2
-exec "$PYTHON" "$ROOT/tools/main.py" --config-file "$CONFIG" --mode train \
+exec "$PYTHON" "$ROOT/tools/main.py" --config-file "${CONFIG:-$DEFAULT_TRAIN_CONFIG}" --mode train \
     device_id "$DEVICE_ID" rank_size "$NUM_DEVICES" "$@"

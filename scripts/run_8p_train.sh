@@ -13,7 +13,7 @@ if [ $# -ge 1 ] && [[ "$1" =~ ^[0-9]+$ ]]; then N=$1; shift; fi
 BACKEND="${BACKEND:-horovod}"
 OUT_8P="${OUT_8P:-$ROOT/outputs/8p}"
 [ -f "$OUT_8P/hostfile" ] && [ -f "$OUT_8P/tf_cluster.json" ] || bash "$ROOT/scripts/prepare_8p.sh" "$N" "$OUT_8P"
-MAIN=("$PYTHON" "$ROOT/tools/main.py" --config-file "$CONFIG" --mode train rank_size "$N")
+MAIN=("$PYTHON" "$ROOT/tools/main.py" --config-file "${CONFIG:-$DEFAULT_TRAIN_CONFIG}" --mode train rank_size "$N")
 
 case "$BACKEND" in
 horovod)

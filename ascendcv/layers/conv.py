@@ -65,12 +65,17 @@ class Conv2d(ConvNd):
     weight_layout = staticmethod(oihw_to_hwio)
 
     def call(self, x):
+        return self.convolve(x, self.kernel)
+
+    def convolve(self, x, kernel):
+        """This convolution (padding, stride, dilation, bias) with another ``kernel`` of the
+        same shape (e.g. a fake-quantized one)."""
         p = self.padding
         pads = [[0, 0], [p, p], [p, p], [0, 0]] if p else 'VALID'
         if self.dilation > 1 and p:
             x = tf.pad(x, pads)
             pads = 'VALID'
-        y = tf.nn.conv2d(x, self.kernel, strides=self.stride, padding=pads,
+        y = tf.nn.conv2d(x, kernel, strides=self.stride, padding=pads,
                          dilations=self.dilation)
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)

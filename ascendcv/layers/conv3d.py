@@ -59,9 +59,14 @@ class Conv3d(ConvNd):
             [[0, 0]] + [[p, p] for p in self.padding] + [[0, 0]]
 
     def call(self, x):
+        return self.convolve(x, self.kernel)
+
+    def convolve(self, x, kernel):
+        """This convolution (padding, stride, dilation, bias) with another ``kernel`` of the
+        same shape (e.g. a fake-quantized one)."""
         if self._explicit_pad is not None:
             x = tf.pad(x, self._explicit_pad)
-        y = tf.nn.conv3d(x, self.kernel, strides=(1, *self.stride, 1), padding=self._tf_padding,
+        y = tf.nn.conv3d(x, kernel, strides=(1, *self.stride, 1), padding=self._tf_padding,
                          dilations=(1, *self.dilation, 1))
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)

@@ -14,7 +14,7 @@
 import tensorflow as tf
 
 
-def bilinear_sample(images, y, x, groups=1, weight=None):
+def bilinear_sample(images, y, x, groups=1, weight=None, batch_index=None):
     """Sample ``images`` bilinearly at pixel coordinates, zero outside.
 
     Args:
@@ -24,9 +24,11 @@ def bilinear_sample(images, y, x, groups=1, weight=None):
         groups (int): ``G``.
         weight: optional ``[N, ..., G]`` multiplier folded into the interpolation weights
             (e.g. the DCNv2 modulation mask), saving one pass over the sampled values.
+        batch_index: optional int32 tensor broadcastable to ``y``: the image each sample reads
+            (then ``y``'s leading axis need not be ``N``); default: ``y``'s leading index.
 
     Returns:
-        ``[N, ..., G, C // G]`` sampled values.
+        ``[N, ..., G, C // G]`` sampled values (``y``'s shape + ``[C // G]``).
     """
     shape = tf.shape(images)
     n, h, w, c = shape[0], shape[1], shape[2], shape[3]
@@ -44,8 +46,11 @@ def bilinear_sample(images, y, x, groups=1, weight=None):
     if weight is not None:
         hy, ly = hy * weight, ly * weight
 
-    rank = tf.rank(y)
-    batch = tf.reshape(tf.range(n), tf.concat([[n], tf.ones([rank - 1], tf.int32)], 0))
+    if batch_index is None:
+        rank = tf.rank(y)
+        batch = tf.reshape(tf.range(n), tf.concat([[n], tf.ones([rank - 1], tf.int32)], 0))
+    else:
+        batch = tf.cast(batch_index, tf.int32)
     group = tf.range(groups)
     row = batch * hp + tf.cast(y0, tf.int32) + 1
     index = (row * wp + tf.cast(x0, tf.int32) + 1) * groups + group
@@ -85,6 +90,22 @@ def pixel_shuffle(x, upscale_factor):
     x = tf.reshape(x, [n, h, w, c, r, r])
     x = tf.transpose(x, [0, 1, 4, 2, 5, 3])
     return tf.reshape(x, [n, h * r, w * r, c])
+
+
+def pixel_unshuffle(x, downscale_factor):
+    """``nn.PixelUnshuffle`` on NHWC (the inverse of :func:`pixel_shuffle`):
+    ``out[h, w, c*r*r + i*r + j] = in[h*r+i, w*r+j, c]`` (TF's ``space_to_depth`` orders the
+    channels ``(i*r + j)*C + c`` instead).
+
+    ``[N, H, W, C]`` (H, W divisible by r) -> ``[N, H/r, W/r, C*r*r]``.
+    """
+    r = int(downscale_factor)
+    shape = tf.shape(x)
+    n, h, w = shape[0], shape[1] // r, shape[2] // r
+    c = x.shape[-1]
+    x = tf.reshape(x, [n, h, r, w, r, c])
+    x = tf.transpose(x, [0, 1, 3, 5, 2, 4])
+    return tf.reshape(x, [n, h, w, c * r * r])
 
 
 def upsample_bilinear(x, scale_factor):

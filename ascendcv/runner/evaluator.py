@@ -23,12 +23,21 @@ def frame_metrics(restored, gt, crop_border, test_y, compute_ssim):
     return psnr, ssim
 
 
-def evaluate(cfg, predict, dataset, strategy, logger):
+def evaluate(cfg, predict, dataset, strategy, logger, check=None):
     """Evaluate ``predict`` on every clip of ``dataset`` (``load_clip(name) -> (lr, gt)`` uint8
     ``[N, h, w, C]`` / ``[N, H, W, C]``, ``eval_centers(name)``: the frames scored) through the
-    prediction ``strategy`` (:mod:`ascendcv.runner.predict`); writes the JSON report, returns it."""
+    prediction ``strategy`` (:mod:`ascendcv.runner.predict`); writes the JSON report, returns it.
+
+    ``check(lr_shape)`` (optional) is called with every clip's ``[N, h, w, C]`` before any clip
+    is restored, so frames the model cannot take fail at once (a frozen graph's input shape).
+    """
     e = cfg.eval
     max_frames = None if cfg.data.max_eval_frames < 0 else cfg.data.max_eval_frames
+    if check is not None and hasattr(dataset, 'lr_size'):
+        for clip in dataset.clips:
+            n = dataset.num_frames(clip)
+            n = n if max_frames is None or max_frames <= 0 else min(n, max_frames)
+            check((n,) + tuple(dataset.lr_size(clip)) + (3,))
     report = dict(model=cfg.model.name, checkpoint=cfg.model.checkpoint, data_dir=cfg.data.data_dir,
                   crop_border=e.crop_border, test_y_channel=e.test_y_channel, videos={})
     if e.compare_bicubic:
@@ -38,6 +47,8 @@ def evaluate(cfg, predict, dataset, strategy, logger):
         lr, gt = dataset.load_clip(clip, max_frames=max_frames)
         # REDS scores every frame; Vimeo90K only the centre frame of each septuplet (BasicSR)
         centers = [c for c in dataset.eval_centers(clip) if c < len(lr)]
+        if check is not None:
+            check(lr.shape)
         restored, spent = strategy.restore(predict, lr.astype(np.float32) / 255.0, centers,
                                            desc=clip)
         restored = np.stack([to_uint8(f) for f in restored])

@@ -44,7 +44,7 @@ _C.data.padding = 'reflection_circle'   # frame-index padding at clip ends for e
 _C.data.num_threads = 4                 # parallel readers / decoders in the tf.data pipeline
 _C.data.train_data_queue_size = 8       # prefetch queue depth (batches) for training
 _C.data.batch_size = 4                  # training batch size per device
-_C.data.eval_batch_size = 1             # evaluation/inference batch; -1 = None batch when freezing
+_C.data.eval_batch_size = 1             # evaluation/inference batch; NeRV freezes it (-1 = None; VSR: export.batch_size)
 _C.data.eval_in_size = [180, 320]       # [H, W] of the LR input for freezing/benchmarks
 _C.data.max_eval_frames = -1            # evaluate at most N frames per clip (-1 = all)
 
@@ -91,11 +91,14 @@ _C.inference.save_video = False     # also write output_dir/test/<name>.mp4
 _C.inference.fps = 25               # frame rate of the written mp4
 _C.inference.num_writers = 2        # image-writer threads draining the output queue
 _C.inference.writer_queue_size = 16  # bounded queue of frames waiting to be written
+_C.inference.tile = [0, 0, 0]       # eval/inference in tiles [frames, height, width] (LR px; 0 = whole)
+_C.inference.tile_overlap = [0, 0, 0]  # overlap of neighbouring tiles [frames, height, width]
 
 # ----------------------------------------------------------------------------- export
 _C.export = CN()
 _C.export.onnx = True               # freeze mode also writes <model>.onnx (tf2onnx) and checks it
 _C.export.onnx_opset = 17           # ONNX opset for tf2onnx
+_C.export.batch_size = 0            # batch dimension of the frozen graph: 0 = any (None); N = static N
 _C.export.pb_xla_dcn = True         # keep the XLA-compiled deformable convs in the .pb (faster in TF;
                                     # the ONNX export always uses a plain graph)
 

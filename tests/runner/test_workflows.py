@@ -47,8 +47,20 @@ def test_evaluation_report_matches_metrics(sample_dataset, trained, tmp_path):
 
 
 def test_eval_with_checkpoint_of_another_configuration(sample_dataset, trained, tmp_path):
+    # the config stored with the checkpoint disagrees: a config error naming both and the key
     proc = run_main('--mode', 'eval', *common(sample_dataset, tmp_path), 'edvr.num_feat=16',
                     f'model.checkpoint={trained}/checkpoints', check=False)
+    assert proc.returncode == 2 and f'{trained}/config.yaml' in proc.stderr
+    assert 'edvr.num_feat: 8 in config.yaml, 16 given' in proc.stderr
+    # without a stored config, restoring names the checkpoint
+    import shutil
+    alone = tmp_path / 'alone'
+    alone.mkdir()
+    for name in os.listdir(f'{trained}/checkpoints'):
+        if name.startswith('ckpt-2'):
+            shutil.copy(f'{trained}/checkpoints/{name}', alone / name)
+    proc = run_main('--mode', 'eval', *common(sample_dataset, tmp_path), 'edvr.num_feat=16',
+                    f'model.checkpoint={alone}/ckpt-2', check=False)
     assert proc.returncode == 1 and 'is not a checkpoint of this EDVR model' in proc.stderr
 
 
@@ -85,7 +97,7 @@ def test_inference_errors(sample_dataset, trained, tmp_path):
 
 @pytest.mark.parametrize('options', [
     ['data.eval_batch_size=-1'],
-    ['model.input_format_dimension=4'],
+    ['model.input_format_dimension=4', 'export.batch_size=2'],
     ['model.convert_output_to_uint8=True', 'data.eval_batch_size=-1', 'export.pb_xla_dcn=False'],
 ])
 def test_freeze_matches_eager_and_onnx(sample_dataset, trained, tmp_path, options):
@@ -106,7 +118,7 @@ def test_freeze_matches_eager_and_onnx(sample_dataset, trained, tmp_path, option
     if 'data.eval_batch_size=-1' in options:
         assert meta['inputs'][0]['shape'][0] is None
     if 'model.input_format_dimension=4' in options:
-        assert meta['inputs'][0]['shape'] == [10, 16, 20, 3]  # eval_batch_size 2 x 5 frames
+        assert meta['inputs'][0]['shape'] == [10, 16, 20, 3]  # export.batch_size 2 x 5 frames
     assert meta['output_dtype'] == ('uint8' if 'model.convert_output_to_uint8=True' in options else 'float32')
     assert os.path.getsize(out / 'EDVR.onnx') > 1000
 
