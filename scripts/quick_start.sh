@@ -66,3 +66,4 @@ PY
 fi
 echo
 echo "Done. Report: $OUT/eval/report.json; frames: $OUT/test/; graphs: $OUT/EDVR.pb, $OUT/EDVR.onnx"
+echo "Pictures: $OUT/eval/strips/*.png (bicubic | EDVR | ground truth, with PSNR)"

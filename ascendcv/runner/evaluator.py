@@ -75,6 +75,8 @@ def evaluate(cfg, predict, dataset, strategy, logger, check=None):
             line += ')'
         line += f', inference time = {spent:.3f} s ({spent / len(gt):.4f} s/frame)'
         logger.info(line)
+        if e.save_strip:
+            entry['strip'] = write_comparison_strip(cfg, clip, lr_eval, restored, gt, psnr)
         if e.save_images:
             from ascendcv.utils.image_writer import QueuedImageWriter
             folder = os.path.join(cfg.output_dir, 'eval', clip)
@@ -96,4 +98,21 @@ def evaluate(cfg, predict, dataset, strategy, logger, check=None):
     path = os.path.join(cfg.output_dir, e.report)
     _atomic_json(path, report)
     logger.info(f'Report written to {path}')
+    if e.save_strip:
+        logger.info(f'Pictures (bicubic | {cfg.model.name} | ground truth): '
+                    f'{os.path.join(cfg.output_dir, "eval", "strips")}/')
     return report
+
+
+def write_comparison_strip(cfg, clip, lr, restored, gt, psnr):
+    """``output_dir/eval/strips/<clip>.png``: the middle scored frame as MATLAB-bicubic
+    upsampling | the model | ground truth, each labelled with its PSNR; returns the path."""
+    from ascendcv.utils.matlab_resize import imresize
+    from ascendcv.utils.pictures import write_strip
+    e, i = cfg.eval, len(gt) // 2
+    bicubic = to_uint8(imresize(lr[i], gt.shape[1] // lr.shape[1]))
+    bpsnr = calculate_psnr(bicubic, gt[i], e.crop_border, e.test_y_channel)
+    path = os.path.join(cfg.output_dir, 'eval', 'strips', f'{clip}.png')
+    return write_strip(path, [bicubic, restored[i], gt[i]],
+                       [f'bicubic {bpsnr:.2f} dB', f'{cfg.model.name} {psnr[i]:.2f} dB',
+                        'ground truth'])

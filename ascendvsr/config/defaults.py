@@ -80,6 +80,7 @@ _C.eval.test_y_channel = False      # PSNR/SSIM on the Y channel (MATLAB BT.601)
 _C.eval.compute_ssim = True         # also report SSIM (slower)
 _C.eval.compare_bicubic = False     # also report MATLAB-bicubic upsampling of the LR input
 _C.eval.save_images = False         # write restored frames to output_dir/eval/<clip>/
+_C.eval.save_strip = True           # write output_dir/eval/strips/<clip>.png: bicubic | model | GT
 _C.eval.report = 'eval/report.json'  # JSON report path (relative to output_dir)
 
 # ----------------------------------------------------------------------------- inference

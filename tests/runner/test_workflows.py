@@ -44,6 +44,16 @@ def test_evaluation_report_matches_metrics(sample_dataset, trained, tmp_path):
     mse = ((restored.astype(np.float64) - gt.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
     assert abs(np.mean(10 * np.log10(255.0 ** 2 / mse)) - entry['psnr']) < 1e-6
     assert len(entry['psnr_per_frame']) == len(gt)
+    # the picture: bicubic | model | ground truth of the middle frame, labelled with PSNRs
+    from PIL import Image
+    strip = np.asarray(Image.open(entry['strip']))
+    h, w, mid = gt.shape[1], gt.shape[2], len(gt) // 2
+    band, gap = 14, 4
+    assert strip.shape == (h + band + 2 * gap, 3 * w + 4 * gap, 3)
+    tile = lambda k: strip[gap + band:gap + band + h, gap + k * (w + gap):gap + k * (w + gap) + w]
+    np.testing.assert_array_equal(tile(1), restored[mid])
+    np.testing.assert_array_equal(tile(2), gt[mid])
+    assert f'Pictures (bicubic | EDVR | ground truth)' in proc.stdout
 
 
 def test_eval_with_checkpoint_of_another_configuration(sample_dataset, trained, tmp_path):
