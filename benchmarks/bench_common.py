@@ -43,6 +43,15 @@ def run_child(script, args, env=None):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def random_measurement(rng, hw, frames=8):
+    """A random binary mask ``[hw, hw, frames]`` and the measurement ``[1, hw, hw]`` of random
+    frames through it (float32), for SCI speed runs."""
+    import numpy as np
+    mask = (rng.random((hw, hw, frames)) < 0.5).astype(np.float32)
+    meas = np.einsum('nhwb,hwb->nhw', rng.random((1, hw, hw, frames), dtype=np.float32), mask)
+    return meas, mask
+
+
 def emit(report, out=''):
     """Print ``report`` as JSON and, with ``out``, write it there (temporary name, then rename)."""
     text = json.dumps(report, indent=2)

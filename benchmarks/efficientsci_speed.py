@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from bench_common import emit, random_measurement
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL = {'S': dict(median_s=12.09, peak_rss_mib=1217), 'B': dict(median_s=27.29,
                                                                      peak_rss_mib=1891)}
@@ -61,8 +63,7 @@ def run_one(size, mode, runs, hw):
     tf.keras.utils.set_random_seed(0)
     model = EfficientSCI(*SIZES[size], name='EfficientSCI')
     rng = np.random.default_rng(0)
-    mask = (rng.random((hw, hw, 8)) < 0.5).astype(np.float32)
-    meas = np.einsum('nhwb,hwb->nhw', rng.random((1, hw, hw, 8), dtype=np.float32), mask)
+    meas, mask = random_measurement(rng, hw)
     fn = tf.function(lambda m, k: model((normalize_measurement_tf(m, k), k), training=False),
                      jit_compile=mode == 'xla')
     t = time.perf_counter()
@@ -126,11 +127,7 @@ def main():
             faster[size] = min(timed, key=lambda r: r['median_s'])['mode']
     report = dict(benchmark='efficientsci_speed', threads='TF defaults (2 cores)',
                   results=results, faster_mode=faster)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write(text + '\n')
+    emit(report, args.out)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import emit
+from bench_common import emit, random_measurement
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFICIAL = {8: dict(median_s=31.13, peak_rss_mib=1367), 4: dict(median_s=35.31, peak_rss_mib=1870)}
@@ -39,13 +39,6 @@ def _vm(field):
     return float('nan')
 
 
-def _measurement(rng, hw):
-    import numpy as np
-    mask = (rng.random((hw, hw, 8)) < 0.5).astype(np.float32)
-    meas = np.einsum('nhwb,hwb->nhw', rng.random((1, hw, hw, 8), dtype=np.float32), mask)
-    return meas, mask
-
-
 def run_one(bits, runs, hw):
     """Time one bit depth in this process; returns the result dict."""
     load = os.getloadavg()[0]
@@ -57,11 +50,11 @@ def run_one(bits, runs, hw):
     tf.keras.utils.set_random_seed(0)
     model = QSCI(32, 8, 2, bit_depth=bits, name='QSCI')
     rng = np.random.default_rng(0)
-    small = _measurement(rng, 64)
+    small = random_measurement(rng, 64)
     t = time.perf_counter()
     model.calibrate((normalize_measurement_tf(*small), small[1]))
     calibrate = time.perf_counter() - t
-    meas, mask = _measurement(rng, hw)
+    meas, mask = random_measurement(rng, hw)
     fn = tf.function(lambda m, k: model((normalize_measurement_tf(m, k), k), training=False))
     t = time.perf_counter()
     out = fn(meas, mask).numpy()
