@@ -37,20 +37,49 @@ def parse_args(argv=None):
 
 
 def load_model_for_inference(cfg, entry, task, logger):
-    """The model to run: a frozen ``.pb`` as is, or the registered model with a TF checkpoint."""
-    from ascendcv.runner.checkpoint import build_and_restore
+    """The model to run: a frozen ``.pb`` or an exported ``.onnx`` as is, or the registered
+    model with a TF checkpoint in ``model.precision`` (:mod:`ascendcv.runner.precision`)."""
+    return load_model(cfg, entry, task, logger)[0]
+
+
+def load_model(cfg, entry, task, logger):
+    """``(model, precision it runs in, whether it came from a TF checkpoint)``."""
     from ascendcv.utils.torch_checkpoint import CheckpointError
     ckpt = cfg.model.checkpoint
-    if ckpt.endswith('.pb'):
-        from ascendcv.runner.freezer import FrozenGraphModel
-        logger.info(f'Running the frozen graph {ckpt}')
-        return FrozenGraphModel(ckpt)
+    if ckpt.endswith(('.pb', '.onnx')):
+        exported, held = _load_exported(ckpt, cfg.model.precision)
+        logger.info(f'Running the exported model {ckpt} ({held})')
+        return exported, held, False
     if task.needs_checkpoint and not ckpt:
-        raise CheckpointError('model.checkpoint is empty: give a TF checkpoint (prefix or folder) '
-                              'or a frozen .pb (e.g. bash scripts/run_evaluation.sh 0 CKPT)')
-    model, _ = build_and_restore(entry.build, cfg, ckpt if task.needs_checkpoint else '',
-                                 logger=logger.info)
-    return model
+        raise CheckpointError('model.checkpoint is empty: give a TF checkpoint (prefix or folder), '
+                              'a frozen .pb or an exported .onnx (e.g. bash '
+                              'scripts/run_evaluation.sh 0 CKPT)')
+    from ascendcv.runner.precision import reduced_model
+    model, precision, _ = reduced_model(cfg, task, entry.build,
+                                        ckpt if task.needs_checkpoint else '', logger)
+    return model, precision, True
+
+
+def _load_exported(path, requested):
+    """A ``.pb`` (:class:`FrozenGraphModel`) or ``.onnx`` (:class:`OnnxModel`); refuses one
+    whose recorded precision is not ``requested`` (float32 = take what the file holds)."""
+    if path.endswith('.pb'):
+        from ascendcv.runner.freezer import FrozenGraphModel
+        model = FrozenGraphModel(path)
+    else:
+        from ascendcv.runner.onnx_int8 import OnnxModel
+        model = OnnxModel(path)
+    meta = model.meta
+    if path.endswith('.pb'):
+        held = meta.get('precision', 'float32')
+    else:  # a float .onnx shares the .pb's sidecar; a quantized one has its own
+        held = 'int8' if meta.get('precision') == 'int8' else meta.get('onnx_precision', 'float32')
+    if requested != 'float32' and held != requested:
+        hint = ('the .int8.onnx that --mode freeze model.precision=int8 writes' if requested == 'int8'
+                else f'a file frozen with model.precision={requested}')
+        raise ValueError(f'model.precision={requested} but {path} holds a {held} model: give '
+                         f'{hint}, or the TF checkpoint')
+    return model, held
 
 
 def run(cfg, logger):
@@ -63,7 +92,14 @@ def run(cfg, logger):
         from ascendcv.runner.trainer import train
         train(cfg, task, entry.build, logger)
     elif cfg.mode == 'eval':
-        task.evaluate(load_model_for_inference(cfg, entry, task, logger), logger)
+        model, precision, from_checkpoint = load_model(cfg, entry, task, logger)
+        report = task.evaluate(model, logger)
+        if precision != 'float32' and cfg.precision.guard and from_checkpoint:
+            from ascendcv.runner import precision as prec
+            reference = prec.reference_model(cfg, task, entry.build)
+            with prec.output_dir_of(cfg, 'precision/float32'):
+                float_report = task.evaluate(reference, logger)
+            prec.judge(cfg, task, float_report, report, precision, logger)
     elif cfg.mode == 'inference':
         task.infer(load_model_for_inference(cfg, entry, task, logger), logger)
     elif cfg.mode == 'freeze':

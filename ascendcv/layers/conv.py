@@ -10,17 +10,20 @@ import math
 import keras
 import tensorflow as tf
 
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
 from ascendcv.layers.torch_compat import (TorchWeightLayer, freeze_zeros, iohw_to_hwio,
                                           oihw_to_hwio, torch_uniform)
 
 
-class ConvNd(TorchWeightLayer):
+class ConvNd(ReducedPrecisionLayer, TorchWeightLayer):
     """The constructor :class:`Conv2d` and :class:`ascendcv.layers.conv3d.Conv3d` share:
     ``torch.nn.ConvNd`` arguments, weights ``kernel`` ``(*kernel_size, in, out)`` and ``bias``
     ``(out,)`` with PyTorch's default initialisation.
 
     ``spatial_arg(value, name)`` turns a kernel_size / stride / padding / dilation argument into
     the stored attribute: an int (2-D, here); 3-D subclasses store ``(d, h, w)`` triples.
+    The product runs in ``compute_precision`` (:mod:`ascendcv.layers.precision`), the bias in
+    float32.
     """
 
     config_keys = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation',
@@ -75,14 +78,15 @@ class Conv2d(ConvNd):
         if self.dilation > 1 and p:
             x = tf.pad(x, pads)
             pads = 'VALID'
-        y = tf.nn.conv2d(x, kernel, strides=self.stride, padding=pads,
-                         dilations=self.dilation)
+        x, kernel = lowered(self, x, kernel)
+        y = raised(tf.nn.conv2d(x, kernel, strides=self.stride, padding=pads,
+                                dilations=self.dilation))
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
         return y
 
 
-class ConvTranspose2d(TorchWeightLayer):
+class ConvTranspose2d(ReducedPrecisionLayer, TorchWeightLayer):
     """``nn.ConvTranspose2d(in, out, kernel_size=s, stride=s)`` (no overlap, no padding), NHWC.
 
     ``out[n, h*s+i, w*s+j, o] = bias[o] + sum_c x[n, h, w, c] * W[c, o, i, j]``; input
@@ -109,7 +113,8 @@ class ConvTranspose2d(TorchWeightLayer):
         mat = tf.reshape(tf.transpose(k, [2, 0, 1, 3]), [c_in, s * s * c_out])
         shape = tf.shape(x)
         n, h, w = shape[0], shape[1], shape[2]
-        y = tf.reshape(tf.matmul(tf.reshape(x, [-1, c_in]), mat), [n, h, w, s, s, c_out])
+        flat, mat = lowered(self, tf.reshape(x, [-1, c_in]), mat)
+        y = tf.reshape(raised(tf.matmul(flat, mat)), [n, h, w, s, s, c_out])
         y = tf.reshape(tf.transpose(y, [0, 1, 3, 2, 4, 5]), [n, h * s, w * s, c_out])
         return y + self.bias if self.bias is not None else y
 

@@ -21,6 +21,7 @@ import math
 import tensorflow as tf
 
 from ascendcv.layers.conv import ConvNd
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
 from ascendcv.layers.torch_compat import (TorchWeightLayer, iodhw_to_dhwoi, oidhw_to_dhwio,
                                           torch_uniform)
 
@@ -66,14 +67,15 @@ class Conv3d(ConvNd):
         same shape (e.g. a fake-quantized one)."""
         if self._explicit_pad is not None:
             x = tf.pad(x, self._explicit_pad)
-        y = tf.nn.conv3d(x, kernel, strides=(1, *self.stride, 1), padding=self._tf_padding,
-                         dilations=(1, *self.dilation, 1))
+        x, kernel = lowered(self, x, kernel)
+        y = raised(tf.nn.conv3d(x, kernel, strides=(1, *self.stride, 1),
+                                padding=self._tf_padding, dilations=(1, *self.dilation, 1)))
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
         return y
 
 
-class ConvTranspose3d(TorchWeightLayer):
+class ConvTranspose3d(ReducedPrecisionLayer, TorchWeightLayer):
     """Transposed 3-D convolution, NDHWC, with ``torch.nn.ConvTranspose3d`` arguments.
 
     Args:
@@ -118,8 +120,9 @@ class ConvTranspose3d(TorchWeightLayer):
         full = [static[i + 1] if static[i + 1] is not None else dynamic[i + 1] for i in range(3)]
         full = [(n - 1) * s + k for n, s, k in zip(full, self.stride, self.kernel_size)]
         batch = static[0] if static[0] is not None else dynamic[0]
-        y = tf.nn.conv3d_transpose(x, self.kernel, tf.stack([batch, *full, self.out_channels]),
-                                   strides=(1, *self.stride, 1), padding='VALID')
+        x, kernel = lowered(self, x, self.kernel)
+        y = raised(tf.nn.conv3d_transpose(x, kernel, tf.stack([batch, *full, self.out_channels]),
+                                          strides=(1, *self.stride, 1), padding='VALID'))
         # crop p at the start and p - output_padding at the end (zero-extend if negative)
         extend = [max(op - p, 0) for p, op in zip(self.padding, self.output_padding)]
         if any(extend):

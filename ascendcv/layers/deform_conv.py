@@ -21,6 +21,7 @@ Implementations (``impl``):
 """
 import tensorflow as tf
 
+from ascendcv.layers.precision import ReducedPrecisionLayer, raised
 from ascendcv.layers.sampling import bilinear_sample
 from ascendcv.layers.torch_compat import TorchWeightLayer, oihw_to_hwio, torch_uniform
 
@@ -32,7 +33,7 @@ def _pair(v):
 
 
 def deform_conv2d(x, offset, mask, kernel, bias=None, stride=1, padding=0, dilation=1,
-                  deformable_groups=1):
+                  deformable_groups=1, compute_dtype='float32'):
     """Functional DCNv2 (``impl='tf'``), semantics of ``torchvision.ops.deform_conv2d``.
 
     Args:
@@ -42,6 +43,8 @@ def deform_conv2d(x, offset, mask, kernel, bias=None, stride=1, padding=0, dilat
         kernel: ``[kh, kw, C, O]``; bias ``[O]`` or None.
         stride, padding, dilation: int or (h, w) pair, as in PyTorch.
         deformable_groups: ``G``; ``C`` must be divisible by it.
+        compute_dtype: ``'bfloat16'`` runs the final matmul in bfloat16 (the sampling stays
+            float32, :mod:`ascendcv.layers.precision`).
 
     Returns:
         ``[N, Ho, Wo, O]``.
@@ -69,8 +72,10 @@ def deform_conv2d(x, offset, mask, kernel, bias=None, stride=1, padding=0, dilat
         m = tf.transpose(tf.reshape(mask, [n, ho, wo, g, k]), [0, 1, 2, 4, 3])
 
     cols = bilinear_sample(x, y, xx, groups=g, weight=m)  # [N, Ho, Wo, K, G, C/G]
-    out = tf.matmul(tf.reshape(cols, [-1, k * cin]), tf.reshape(kernel, [k * cin, cout]))
-    out = tf.reshape(out, [n, ho, wo, cout])
+    cols, kmat = tf.reshape(cols, [-1, k * cin]), tf.reshape(kernel, [k * cin, cout])
+    if compute_dtype != 'float32':
+        cols, kmat = tf.cast(cols, compute_dtype), tf.cast(kmat, compute_dtype)
+    out = tf.reshape(raised(tf.matmul(cols, kmat)), [n, ho, wo, cout])
     if bias is not None:
         out = out + bias
     return out
@@ -113,7 +118,7 @@ def deform_conv2d_npu(x, offset, mask, kernel, bias=None, stride=1, padding=0, d
     return out + bias if bias is not None else out
 
 
-class ModulatedDeformConv2d(TorchWeightLayer):
+class ModulatedDeformConv2d(ReducedPrecisionLayer, TorchWeightLayer):
     """DCNv2 layer holding ``weight``/``bias``; ``call(x, offset, mask)``.
 
     Args:
@@ -153,14 +158,14 @@ class ModulatedDeformConv2d(TorchWeightLayer):
                                bias_init='zeros')
 
     def call(self, x, offset, mask=None):
-        if self.impl == 'npu':
-            fn = deform_conv2d_npu
-        else:
-            fn = _deform_conv2d_xla if self.jit_compile else deform_conv2d
         kernel = tf.convert_to_tensor(self.kernel)
         bias = None if self.bias is None else tf.convert_to_tensor(self.bias)
-        return fn(x, offset, mask, kernel, bias, self.stride, self.padding, self.dilation,
-                  self.deformable_groups)
+        args = (x, offset, mask, kernel, bias, self.stride, self.padding, self.dilation,
+                self.deformable_groups)
+        if self.impl == 'npu':
+            return deform_conv2d_npu(*args)
+        fn = _deform_conv2d_xla if self.jit_compile else deform_conv2d
+        return fn(*args, compute_dtype=self.compute_precision)
 
 
 class DCNv2Pack(ModulatedDeformConv2d):

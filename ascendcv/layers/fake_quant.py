@@ -345,8 +345,7 @@ class LinearQ(_WeightQuant, Linear):
         else:
             kernel = self.quantized_kernel(training)
             x = self.act(x, training=training)
-        y = tf.matmul(x, kernel)
-        return y + self.bias if self.bias is not None else y
+        return self.multiply(x, kernel)
 
 
 def quantizers_of(model):

@@ -1,10 +1,11 @@
 """``torch.nn.Linear`` with PyTorch weight names and initialisation."""
 import tensorflow as tf
 
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
 from ascendcv.layers.torch_compat import TorchWeightLayer, freeze_zeros, linear_to_tf, torch_uniform
 
 
-class Linear(TorchWeightLayer):
+class Linear(ReducedPrecisionLayer, TorchWeightLayer):
     """``nn.Linear(in_features, out_features, bias)``; input ``[..., in]`` -> ``[..., out]``.
 
     Weights: ``kernel`` (in, out) (PyTorch ``weight`` is (out, in)), ``bias`` (out,).
@@ -23,6 +24,11 @@ class Linear(TorchWeightLayer):
                                torch_uniform(self.in_features))
 
     def call(self, x):
-        k = freeze_zeros(self.kernel) if self.keep_zeros else self.kernel
-        y = tf.matmul(x, k)
+        return self.multiply(x, freeze_zeros(self.kernel) if self.keep_zeros else self.kernel)
+
+    def multiply(self, x, kernel):
+        """``x @ kernel + bias`` with another ``kernel`` of the same shape (e.g. a
+        fake-quantized one); the product in ``compute_precision``."""
+        x, kernel = lowered(self, x, kernel)
+        y = raised(tf.matmul(x, kernel))
         return y + self.bias if self.bias is not None else y

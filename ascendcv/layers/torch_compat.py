@@ -115,6 +115,14 @@ def _children(layer):
                     yield f'{name}.{key}', item
 
 
+def named_layers(layer, prefix=''):
+    """Yield ``(dotted name, layer)`` for ``layer`` (name ``prefix``, '' for the root) and every
+    sub-layer, named like the PyTorch modules (the state-dict prefixes)."""
+    yield prefix, layer
+    for name, child in _children(layer):
+        yield from named_layers(child, f'{prefix}.{name}' if prefix else name)
+
+
 def torch_state_variables(layer, prefix=''):
     """Return ``OrderedDict{torch_key: (variable, to_tf)}`` for a built layer tree."""
     out = OrderedDict()

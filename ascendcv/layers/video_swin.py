@@ -33,6 +33,7 @@ import tensorflow as tf
 from ascendcv.layers.linear import Linear
 from ascendcv.layers.mlp import Mlp
 from ascendcv.layers.norm import LayerNorm
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
 from ascendcv.layers.torch_compat import identity
 
 MASK_VALUE = -100.0
@@ -142,7 +143,7 @@ def _index_layout(w):
     return np.asarray(w).astype(np.int32)
 
 
-class WindowAttention(keras.layers.Layer):
+class WindowAttention(ReducedPrecisionLayer, keras.layers.Layer):
     """Window multi-head self-attention (official ``WindowAttention``).
 
     Args:
@@ -202,15 +203,16 @@ class WindowAttention(keras.layers.Layer):
         qkv = tf.reshape(self.qkv_self(x), [-1, n, 3, heads, self.head_dim])
         qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B_, heads, N, hd]
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = tf.matmul(q * self.scale, k, transpose_b=True)  # [B_, heads, N, N]
+        q, k, v = lowered(self, q * self.scale, k, v)
+        attn = raised(tf.matmul(q, k, transpose_b=True))  # [B_, heads, N, N]
         if self.use_bias_table:
             attn = attn + self.position_bias(n)[None]
         if mask is not None:
             nw = tf.shape(mask)[0]
             attn = tf.reshape(attn, [-1, nw, heads, n, n]) + mask[None, :, None]
             attn = tf.reshape(attn, [-1, heads, n, n])
-        attn = tf.nn.softmax(attn, axis=-1)
-        out = tf.transpose(tf.matmul(attn, v), [0, 2, 1, 3])
+        attn, = lowered(self, tf.nn.softmax(attn, axis=-1))
+        out = tf.transpose(raised(tf.matmul(attn, v)), [0, 2, 1, 3])
         return self.proj(tf.reshape(out, [-1, n, c]))
 
 

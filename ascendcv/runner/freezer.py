@@ -42,9 +42,9 @@ def serving_function(task, model):
     return serve, specs
 
 
-def freeze(task, model, path):
-    """Write the frozen GraphDef to ``path`` atomically (and its ``.json`` sidecar); returns
-    ``(path, meta)``."""
+def freeze(task, model, path, precision='float32'):
+    """Write the frozen GraphDef to ``path`` atomically (and its ``.json`` sidecar, which records
+    the compute ``precision`` of the graph); returns ``(path, meta)``."""
     cfg = task.cfg
     serve, specs = serving_function(task, model)
     frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
@@ -56,7 +56,7 @@ def freeze(task, model, path):
               for t, spec in zip(frozen.inputs, specs)]
     meta = dict(model=cfg.model.name, inputs=inputs, output=frozen.outputs[0].name,
                 output_dtype='uint8' if cfg.model.convert_output_to_uint8 else 'float32',
-                nodes=len(graph_def.node), **task.export_meta(model))
+                nodes=len(graph_def.node), precision=precision, **task.export_meta(model))
     _atomic_write(path, graph_def.SerializeToString())
     _atomic_write(os.path.splitext(path)[0] + '.json', json.dumps(meta, indent=1).encode())
     return path, meta
@@ -135,43 +135,98 @@ def export_and_check(cfg, task, factory, logger):
     """``--mode freeze``: build the model with ``factory`` (no XLA), restore
     ``model.checkpoint``, freeze to ``output_dir/<Model>.pb``, compare the frozen graph with the
     live model on the task's example inputs, then (with ``export.onnx``) export ONNX and check it
-    in onnxruntime. Returns a dict of paths and errors."""
+    in onnxruntime. Returns a dict of paths and errors.
+
+    ``model.precision`` (:mod:`ascendcv.runner.precision`): ``bfloat16`` freezes the bfloat16
+    graph (ONNX has no bfloat16 Conv/MatMul, so the ``.onnx`` is the float32 graph); ``int8``
+    adds ``<Model>.int8.onnx`` (the ``.pb`` stays float32: TF has no int8 kernels for it). With
+    ``precision.guard`` a mode losing more than ``precision.max_drop_<mode>`` dB on the
+    evaluation data is refused before anything of it is written."""
+    from ascendcv.runner import precision as prec
     from ascendcv.runner.checkpoint import build_and_restore
     from ascendcv.utils.torch_checkpoint import CheckpointError
     if task.needs_checkpoint and not cfg.model.checkpoint:
         raise CheckpointError('model.checkpoint is empty: give the TF checkpoint to freeze')
+    mode = prec.effective_precision(cfg, logger)
+    if mode == 'int8':
+        prec.calibration_count(cfg)  # before any work
     model, prefix = build_and_restore(factory, cfg, cfg.model.checkpoint, jit_compile=False)
+    pb_model = model  # the graph of the .pb: XLA deformable convs, bfloat16 layers
+    if cfg.export.pb_xla_dcn or mode == 'bfloat16':
+        pb_model, _ = build_and_restore(factory, cfg, prefix,
+                                        jit_compile=bool(cfg.export.pb_xla_dcn))
+    graph_precision = 'float32'
+    if mode == 'bfloat16':
+        prec.apply_bfloat16(cfg, task, pb_model, logger)
+        graph_precision = 'bfloat16'
+        if cfg.precision.guard:
+            prec.guard(cfg, task, factory, prefix or '', pb_model, mode, logger, enforce=True)
     pb = os.path.join(cfg.output_dir, f'{cfg.model.name}.pb')
-    pb_model = model
-    if cfg.export.pb_xla_dcn:
-        pb_model, _ = build_and_restore(factory, cfg, prefix, jit_compile=True)
-    path, meta = freeze(task, pb_model, pb)
+    path, meta = freeze(task, pb_model, pb, precision=graph_precision)
     shapes = ', '.join(f'{i["name"]} {i["shape"]}' for i in meta['inputs'])
-    logger.info(f'Froze {prefix or cfg.model.name} -> {path} (input {shapes}, output '
-                f'{meta["output"]} {meta["output_dtype"]}, {meta["nodes"]} nodes)')
+    logger.info(f'Froze {prefix or cfg.model.name} -> {path} ({graph_precision}; input {shapes}, '
+                f'output {meta["output"]} {meta["output_dtype"]}, {meta["nodes"]} nodes)')
     frozen = FrozenGraphModel(path)
     inputs = [np.asarray(x) for x in task.example_inputs(model)]
-    y_live = np.asarray(task.serve(model, *[tf.constant(x) for x in inputs]))
+    y_live = np.asarray(task.serve(pb_model, *[tf.constant(x) for x in inputs]))
     if meta['output_dtype'] == 'uint8':
         y_live = np.round(np.clip(y_live, 0, 1) * 255)
     err = float(np.abs(frozen(*inputs).numpy().astype(np.float64) - y_live).max())
     logger.info(f'Frozen graph vs live model: max abs diff {err:.3g} on input '
                 f'{[list(x.shape) for x in inputs]}')
-    result = dict(pb=path, pb_max_abs_diff=err)
-    if cfg.export.onnx:
+    result = dict(pb=path, pb_max_abs_diff=err, precision=mode)
+    if cfg.export.onnx or mode == 'int8':
         onnx_path = os.path.splitext(path)[0] + '.onnx'
-        source = path
-        if pb_model is not model:  # tf2onnx needs the plain graph of core ops
+        source, reference = path, frozen
+        if pb_model is not model:  # tf2onnx needs the plain float32 graph of core ops
             source = os.path.join(cfg.output_dir, f'.plain-{cfg.model.name}.pb')
             freeze(task, model, source)
         try:
             export_onnx(source, onnx_path, cfg.export.onnx_opset)
+            if source != path:
+                reference = FrozenGraphModel(source)
+            diff = check_onnx(onnx_path, reference, inputs)
         finally:
             if source != path:
                 for p in (source, os.path.splitext(source)[0] + '.json'):
                     if os.path.exists(p):
                         os.remove(p)
-        diff = check_onnx(onnx_path, frozen, inputs)
-        logger.info(f'ONNX written to {onnx_path}; onnxruntime vs TF: max abs diff {diff:.3g}')
+        meta['onnx_precision'] = 'float32'  # the sidecar is shared by the .pb and the .onnx
+        _atomic_write(os.path.splitext(path)[0] + '.json', json.dumps(meta, indent=1).encode())
+        logger.info(f'ONNX written to {onnx_path} (float32); onnxruntime vs TF float32: max abs '
+                    f'diff {diff:.3g}')
         result.update(onnx=onnx_path, onnx_max_abs_diff=diff)
+        if mode == 'int8':
+            result.update(_export_int8(cfg, task, factory, model, prefix, onnx_path, logger))
     return result
+
+
+def _export_int8(cfg, task, factory, model, prefix, onnx_path, logger):
+    """Calibrate and quantize the float ONNX next to the ``.pb``; guard; rename into place."""
+    from ascendcv.runner import precision as prec
+    from ascendcv.runner.checkpoint import build_and_restore
+    from ascendcv.runner.onnx_int8 import OnnxModel, quantize_onnx
+    calib = prec.calibration_inputs(cfg, task, FrozenGraphModel(os.path.splitext(onnx_path)[0]
+                                                                + '.pb'), logger)
+    final = os.path.splitext(onnx_path)[0] + '.int8.onnx'
+    staged = os.path.join(os.path.dirname(final), '.staged-' + os.path.basename(final))
+    report = quantize_onnx(onnx_path, staged, calib, keep_float=prec.keep_float(cfg, task, 'int8'))
+    staged_meta, final_meta = (os.path.splitext(p)[0] + '.json' for p in (staged, final))
+    try:
+        int8 = OnnxModel(staged, intra_op_num_threads=int(cfg.precision.ort_threads))
+        if cfg.precision.guard:
+            ref, _ = build_and_restore(factory, cfg, prefix or '')
+            with prec.output_dir_of(cfg, os.path.join('precision', 'float32')):
+                float_report = task.evaluate(ref, logger)
+            with prec.output_dir_of(cfg, os.path.join('precision', 'int8')):
+                int8_report = task.evaluate(int8, logger)
+            prec.judge(cfg, task, float_report, int8_report, 'int8', logger, enforce=True)
+        os.replace(staged_meta, final_meta)
+        os.replace(staged, final)
+    finally:
+        for p in (staged, staged_meta):
+            if os.path.exists(p):
+                os.remove(p)
+    logger.info(f'int8 ONNX written to {final}')
+    return dict(int8_onnx=final, int8_quantization=report)
+

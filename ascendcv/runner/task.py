@@ -115,6 +115,19 @@ class Task:
         outputs under ``output_dir``; returns what was written (a folder or a dict)."""
         raise self._missing('infer(model, logger)')
 
+    def headline_psnr(self, report):
+        """The one PSNR (dB) of an :meth:`evaluate` report that the reduced-precision guard
+        compares with float32 (:mod:`ascendcv.runner.precision`); default: ``average_psnr``."""
+        if 'average_psnr' not in report:
+            raise KeyError(f'{type(self).__name__}.evaluate report has no average_psnr: '
+                           f'override headline_psnr(report)')
+        return float(report['average_psnr'])
+
+    def keep_float(self, precision):
+        """Layer-name substrings that stay float32 in ``precision`` ('bfloat16' or 'int8'),
+        chosen by measurement for the family (``precision.keep_float`` adds to them)."""
+        return ()
+
     # ------------------------------------------------------------------ export
     def serving_signature(self, model):
         """The frozen graph's inputs: a list of ``tf.TensorSpec`` (each with a name; ``None``

@@ -22,6 +22,7 @@ _C.model.scale = 4                       # super-resolution factor (output size 
 _C.model.input_format_dimension = 5      # frozen-graph input: 5 = [N,D,H,W,C]; 4 = [N*D,H,W,C]
 _C.model.convert_output_to_uint8 = False  # frozen graph outputs round(clip(y,0,1)*255) as uint8
 _C.model.checkpoint = ''                 # checkpoint to load for eval/inference/freeze/resume
+_C.model.precision = 'float32'           # eval/inference/freeze: float32 | bfloat16 | int8 (docs/PRECISION.md)
 
 # ----------------------------------------------------------------------------- data
 _C.data = CN()
@@ -102,6 +103,16 @@ _C.export.onnx_opset = 17           # ONNX opset for tf2onnx
 _C.export.batch_size = 0            # batch dimension of the frozen graph: 0 = any (None); N = static N
 _C.export.pb_xla_dcn = True         # keep the XLA-compiled deformable convs in the .pb (faster in TF;
                                     # the ONNX export always uses a plain graph)
+
+# ----------------------------------------------------------------------------- reduced precision
+_C.precision = CN()
+_C.precision.keep_float = []          # layer-name substrings kept float32 (besides the task's own list)
+_C.precision.allow_fallback = True    # no BF16/VNNI on this CPU: warn and run float32 (False: error)
+_C.precision.guard = True             # measure the PSNR drop against float32 on the evaluation data
+_C.precision.max_drop_bfloat16 = 0.05  # dB: freeze refuses a bfloat16 export that loses more
+_C.precision.max_drop_int8 = 0.2      # dB: freeze refuses an int8 export that loses more
+_C.precision.calibration_batches = 4  # int8: model calls of the evaluation data used for calibration
+_C.precision.ort_threads = 0          # int8: onnxruntime intra-op threads (0 = its default)
 
 # ----------------------------------------------------------------------------- SCI (video snapshot compressive imaging)
 _C.sci = CN()

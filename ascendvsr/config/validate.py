@@ -38,6 +38,12 @@ RULES = (
     ('inference.fps', lambda v: v > 0, 'a positive number'),
     ('device_id', lambda v: v >= 0, 'a device index >= 0'),
     ('rank_size', _positive_int, POSITIVE),
+    ('model.precision', lambda v: v in ('float32', 'bfloat16', 'int8'),
+     "one of 'float32', 'bfloat16', 'int8'"),
+    ('precision.max_drop_bfloat16', lambda v: v >= 0, 'a number of dB >= 0'),
+    ('precision.max_drop_int8', lambda v: v >= 0, 'a number of dB >= 0'),
+    ('precision.calibration_batches', lambda v: v >= 0, 'a number of model calls >= 0'),
+    ('precision.ort_threads', lambda v: v >= 0, 'a thread count >= 0 (0 = default)'),
 )
 
 

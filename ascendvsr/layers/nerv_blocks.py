@@ -130,7 +130,8 @@ class PrunableConv2d(Conv2d):
 
     ``compute_dtype='bfloat16'`` runs the convolution on bfloat16 inputs and weights (float32
     accumulation in oneDNN, output rounded to bfloat16, then float32 again; about 2x faster on
-    CPUs with AVX512-BF16, ~3 significant digits); the bias is added in float32.
+    CPUs with AVX512-BF16, ~3 significant digits); the bias is added in float32. It sets the
+    layer's ``compute_precision`` (:mod:`ascendcv.layers.precision`).
     """
 
     def __init__(self, *args, keep_zeros=False, compute_dtype='float32', **kwargs):
@@ -138,28 +139,17 @@ class PrunableConv2d(Conv2d):
         self.keep_zeros = bool(keep_zeros)
         if compute_dtype not in ('float32', 'bfloat16'):
             raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16'; got {compute_dtype!r}")
-        self.compute_dtype_name = compute_dtype
+        self.compute_precision = compute_dtype
 
     def effective_kernel(self):
         return freeze_zeros(self.kernel) if self.keep_zeros else self.kernel
 
     def call(self, x):
-        p = self.padding
-        pads = [[0, 0], [p, p], [p, p], [0, 0]] if p else 'VALID'
-        k = self.effective_kernel()
-        if self.compute_dtype_name == 'bfloat16':
-            y = tf.nn.conv2d(tf.cast(x, tf.bfloat16), tf.cast(k, tf.bfloat16), strides=self.stride,
-                             padding=pads, dilations=self.dilation)
-            y = tf.cast(y, tf.float32)
-        else:
-            y = tf.nn.conv2d(x, k, strides=self.stride, padding=pads, dilations=self.dilation)
-        if self.bias is not None:
-            y = tf.nn.bias_add(y, self.bias)
-        return y
+        return self.convolve(x, self.effective_kernel())
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(keep_zeros=self.keep_zeros, compute_dtype=self.compute_dtype_name)
+        cfg.update(keep_zeros=self.keep_zeros, compute_dtype=self.compute_precision)
         return cfg
 
 

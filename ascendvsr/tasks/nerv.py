@@ -271,6 +271,9 @@ class NervTask(Task):
                 'nerv.curve=', 'nerv.fps_repeats=1']
 
     # ------------------------------------------------------------------ evaluation
+    def headline_psnr(self, report):
+        return float(report['psnr'])
+
     def evaluate(self, model, logger, step=None):
         """Decode all frames (a NeRV or its frozen graph), compare with the video; returns (and
         writes) the report."""

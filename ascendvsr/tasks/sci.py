@@ -296,6 +296,12 @@ class SciTask(Task):
     def evaluate(self, model, logger):
         return evaluate_sci(self.cfg, self.predict_fn(model), logger, tag=self.cfg.model.name)
 
+    def headline_psnr(self, report):
+        if 'mean' not in report:
+            raise ValueError(f'no benchmark file with ground truth in {report["data_dir"]}: the '
+                             f'precision guard needs scored benchmarks (sci.data_dir)')
+        return float(report['mean']['psnr'])
+
     def infer(self, model, logger):
         return reconstruct_files(self.cfg, self.predict_fn(model), logger)
 

@@ -1,0 +1,120 @@
+"""Reduced-precision compute for the weight layers (bfloat16), chosen per layer.
+
+Only convolutions and matmuls change: a layer whose ``compute_precision`` is ``'bfloat16'``
+casts its input and kernel to bfloat16, lets oneDNN run the product (float32 accumulation,
+AVX512-BF16 / AMX on CPUs that have them), and casts the product back to float32 before the
+bias. Everything between weight layers therefore stays float32 -- sampling coordinates of the
+deformable convolution and attention, softmax, normalisation, the residual base, flows -- so
+the network's structure decides nothing about precision and the casts cost about 5 % of a
+3x3 64->64 convolution (measured: 0.0084 s against 0.0080 s for an all-bfloat16 chain, 0.018 s
+in float32, 1x180x320x64).
+
+A layer takes part by calling :func:`lowered` on the operands of its product and
+:func:`raised` on the result; :func:`set_precision` switches a built model (call it before the
+first trace of the model's functions), skipping layers whose dotted name (the PyTorch
+state-dict path, :func:`ascendcv.layers.torch_compat.named_layers`) contains one of
+``keep_float``.
+
+``int8`` is not a compute dtype of the TF graph: it is onnxruntime's integer kernels on the
+exported ONNX (:mod:`ascendcv.runner.onnx_int8`); :func:`check_cpu` covers both.
+"""
+import logging
+import os
+
+import tensorflow as tf
+
+PRECISIONS = ('float32', 'bfloat16', 'int8')
+
+# the instruction sets that make each mode pay on x86 (/proc/cpuinfo flags)
+CPU_FLAGS = {'bfloat16': ('avx512_bf16', 'amx_bf16'),
+             'int8': ('avx512_vnni', 'avx_vnni', 'amx_int8')}
+
+_DTYPES = {'float32': tf.float32, 'bfloat16': tf.bfloat16}
+
+
+class ReducedPrecisionLayer:
+    """Mixin of the layers whose products may run in bfloat16 (:func:`set_precision`).
+
+    ``compute_precision`` (``'float32'`` by default) is read when the layer's call is traced.
+    """
+    compute_precision = 'float32'
+
+
+def lowered(layer, *tensors):
+    """``tensors`` cast to ``layer``'s compute dtype (unchanged in float32); a tuple."""
+    name = getattr(layer, 'compute_precision', 'float32')
+    if name == 'float32':
+        return tensors
+    dtype = _DTYPES[name]
+    return tuple(tf.cast(t, dtype) for t in tensors)
+
+
+def raised(y):
+    """A product computed from :func:`lowered` operands, back in float32 (other dtypes, e.g.
+    float64 networks, pass through)."""
+    return tf.cast(y, tf.float32) if y.dtype == tf.bfloat16 else y
+
+
+def cpu_flags(path='/proc/cpuinfo'):
+    """The set of CPU feature flags (empty where ``/proc/cpuinfo`` does not exist)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_cpu(precision, allow_fallback=True, flags=None, log=None):
+    """The precision to run: ``precision`` where the CPU has an instruction set for it (or a GPU
+    is used for bfloat16), else float32 with one warning line naming the missing instruction
+    sets; with ``allow_fallback=False`` a missing set is an error instead.
+
+    ``flags``: CPU flags to decide on (default: this machine's, :func:`cpu_flags`).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'model.precision must be one of {PRECISIONS}; got {precision!r}')
+    if precision == 'float32':
+        return precision
+    if precision == 'bfloat16' and flags is None and tf.config.list_physical_devices('GPU'):
+        return precision
+    have = cpu_flags() if flags is None else set(flags)
+    needed = CPU_FLAGS[precision]
+    if have & set(needed):
+        return precision
+    what = ' / '.join(f.upper() for f in needed)
+    if not allow_fallback:
+        raise RuntimeError(f'model.precision={precision}: this CPU has no {what} '
+                           f'(precision.allow_fallback is False)')
+    (log or logging.getLogger(__name__).warning)(
+        f'model.precision={precision}: this CPU has no {what}; running float32 instead')
+    return 'float32'
+
+
+def set_precision(model, precision, keep_float=()):
+    """Set the compute precision of every :class:`ReducedPrecisionLayer` of ``model`` whose
+    dotted name contains none of ``keep_float``; those stay float32.
+
+    Returns ``{'reduced': [names], 'float32': [names kept float32]}``. ``precision`` is
+    ``'float32'`` or ``'bfloat16'`` (``'int8'`` is an onnxruntime mode, not a TF dtype).
+    """
+    from ascendcv.layers.torch_compat import named_layers
+    if precision not in _DTYPES:
+        raise ValueError(f"set_precision: precision must be one of {tuple(_DTYPES)} (int8 runs "
+                         f"in onnxruntime); got {precision!r}")
+    keep = tuple(str(k) for k in keep_float if str(k))
+    out = {'reduced': [], 'float32': []}
+    for name, layer in named_layers(model):
+        if not isinstance(layer, ReducedPrecisionLayer):
+            continue
+        stays = precision == 'float32' or any(k in name for k in keep)
+        layer.compute_precision = 'float32' if stays else precision
+        out['float32' if stays else 'reduced'].append(name or type(layer).__name__)
+    return out
+
+
+def onednn_enabled():
+    """Whether oneDNN kernels are on (they carry the bfloat16 speed on CPUs)."""
+    return os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1') not in ('0', 'false', 'False')

@@ -1,0 +1,200 @@
+"""``model.precision`` for evaluation, inference and freezing: float32, bfloat16 or int8, with an
+accuracy guard.
+
+* **bfloat16**: the weight layers' products run in bfloat16 in the TF graph
+  (:func:`ascendcv.layers.precision.set_precision`; everything between them stays float32), minus
+  the layers the task (:meth:`Task.keep_float`) and ``precision.keep_float`` keep in float32.
+  The frozen ``.pb`` holds the bfloat16 graph.
+* **int8**: onnxruntime's integer kernels. The model is frozen in float32, exported to ONNX,
+  calibrated on the first ``precision.calibration_batches`` model calls of the evaluation data
+  and quantized statically (:mod:`ascendcv.runner.onnx_int8`); the model then runs as an
+  :class:`~ascendcv.runner.onnx_int8.OnnxModel`. TF has no int8 kernels for these graphs, so
+  the ``.pb`` of an int8 freeze stays float32 and the int8 model is ``<Model>.int8.onnx``.
+* **guard** (``precision.guard``): the task's evaluation runs in float32 and in the reduced mode;
+  the drop of :meth:`Task.headline_psnr` is reported (``<output_dir>/precision/report.json``) and
+  a freeze whose drop exceeds ``precision.max_drop_<mode>`` dB is refused, nothing written.
+
+The CPU check (:func:`ascendcv.layers.precision.check_cpu`) falls back to float32 with one warning
+line where the instruction sets are missing (``precision.allow_fallback``).
+"""
+import contextlib
+import json
+import os
+
+from ascendcv.layers.precision import check_cpu, set_precision
+from ascendcv.runner.freezer import FrozenGraphModel
+from ascendcv.utils.fileio import atomic_write_bytes
+
+
+class PrecisionGuardError(RuntimeError):
+    """A reduced-precision mode loses more PSNR than ``precision.max_drop_<mode>`` allows."""
+
+
+class _CalibrationDone(Exception):
+    """Raised by :class:`_Recorder` once it holds enough calls (ends the calibration run)."""
+
+
+def effective_precision(cfg, logger=None):
+    """``model.precision`` after the CPU check (float32 where it falls back)."""
+    log = None if logger is None else logger.warning
+    return check_cpu(cfg.model.precision, cfg.precision.allow_fallback, log=log)
+
+
+def keep_float(cfg, task, precision):
+    """Layer-name substrings kept in float32: the task's list for ``precision`` and the config's."""
+    return tuple(task.keep_float(precision)) + tuple(cfg.precision.keep_float)
+
+
+def apply_bfloat16(cfg, task, model, logger):
+    """Switch ``model``'s weight layers to bfloat16 (before its first call); logs how many."""
+    split = set_precision(model, 'bfloat16', keep_float(cfg, task, 'bfloat16'))
+    kept = split['float32']
+    logger.info(f'bfloat16 compute in {len(split["reduced"])} weight layers'
+                + (f'; float32 kept in {len(kept)}: {", ".join(kept[:8])}'
+                   + (' ...' if len(kept) > 8 else '') if kept else ''))
+    return split
+
+
+@contextlib.contextmanager
+def output_dir_of(cfg, sub):
+    """Run with ``cfg.output_dir`` = ``<output_dir>/<sub>`` (reports of side runs go there)."""
+    old = cfg.output_dir
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    cfg.output_dir = os.path.join(old, sub)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    try:
+        yield cfg.output_dir
+    finally:
+        cfg.output_dir = old
+        if frozen:
+            cfg.freeze()
+
+
+class _Recorder(FrozenGraphModel):
+    """Wraps an exported model (tasks see a frozen graph with its sidecar): forwards calls and
+    keeps the inputs of the first ``limit`` (numpy, the graph's input order), then ends the run
+    with :class:`_CalibrationDone`."""
+
+    def __init__(self, model, limit):  # the wrapped model is loaded already
+
+        self.model, self.limit, self.calls = model, int(limit), []
+        self.meta, self.name, self.path = model.meta, model.name, model.path
+
+    def __call__(self, *inputs, **kwargs):
+        import numpy as np
+        if len(self.calls) >= self.limit:
+            raise _CalibrationDone()
+        self.calls.append(tuple(np.asarray(x) for x in inputs))
+        return self.model(*inputs, **kwargs)
+
+
+def calibration_count(cfg):
+    """``precision.calibration_batches``; an error naming the key when it is 0."""
+    n = int(cfg.precision.calibration_batches)
+    if n <= 0:
+        raise ValueError('model.precision=int8 needs calibration data: set '
+                         'precision.calibration_batches > 0 (model calls of the evaluation data)')
+    return n
+
+
+def calibration_inputs(cfg, task, frozen, logger):
+    """The inputs of the first ``precision.calibration_batches`` calls the task's evaluation
+    makes to ``frozen`` (a float32 :class:`FrozenGraphModel`); its reports go to a side folder."""
+    recorder = _Recorder(frozen, calibration_count(cfg))
+    with output_dir_of(cfg, os.path.join('precision', 'calibration')):
+        try:
+            task.evaluate(recorder, logger)
+        except _CalibrationDone:
+            pass
+        except (OSError, ValueError) as err:
+            raise ValueError(f'int8 calibration runs the evaluation data of --mode eval, which '
+                             f'failed: {err}') from err
+    if not recorder.calls:
+        raise ValueError('int8 calibration: the evaluation data made no model call '
+                         '(precision.calibration_batches needs evaluation data)')
+    logger.info(f'int8 calibration on {len(recorder.calls)} model call(s) of the evaluation '
+                f'data, input shapes {[list(x.shape) for x in recorder.calls[0]]}')
+    return recorder.calls
+
+
+def int8_model(cfg, task, factory, model, logger, folder):
+    """Freeze ``model`` (float32) into ``folder``, export ONNX, calibrate and quantize it:
+    returns ``(OnnxModel of <Model>.int8.onnx, quantization report)``."""
+    from ascendcv.runner.freezer import export_onnx, freeze
+    from ascendcv.runner.onnx_int8 import OnnxModel, quantize_onnx
+    calibration_count(cfg)  # before any work
+    os.makedirs(folder, exist_ok=True)
+    pb = os.path.join(folder, f'{cfg.model.name}.pb')
+    freeze(task, model, pb)
+    onnx_float = os.path.splitext(pb)[0] + '.onnx'
+    export_onnx(pb, onnx_float, cfg.export.onnx_opset)
+    calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
+    out = os.path.splitext(pb)[0] + '.int8.onnx'
+    report = quantize_onnx(onnx_float, out, calib, keep_float=keep_float(cfg, task, 'int8'))
+    logger.info(f'int8 ONNX {out}: {_summary(report)}')
+    return OnnxModel(out, intra_op_num_threads=int(cfg.precision.ort_threads)), report
+
+
+def _summary(report):
+    keys = [k for k in ('quantized', 'float_ops', 'size_bytes') if k in report]
+    return ', '.join(f'{k} {report[k]}' for k in keys) or json.dumps(report)[:200]
+
+
+def reduced_model(cfg, task, factory, checkpoint, logger, precision=None):
+    """The model to run in ``model.precision`` (after the CPU check) from a TF ``checkpoint``:
+    ``(model, precision, info)``."""
+    from ascendcv.runner.checkpoint import build_and_restore
+    precision = precision or effective_precision(cfg, logger)
+    model, _ = build_and_restore(factory, cfg, checkpoint, logger=logger.info)
+    info = dict(precision=precision)
+    if precision == 'bfloat16':
+        info['layers'] = apply_bfloat16(cfg, task, model, logger)
+    elif precision == 'int8':
+        folder = os.path.join(cfg.output_dir, 'precision', 'int8')
+        model, info['quantization'] = int8_model(cfg, task, factory, model, logger, folder)
+    return model, precision, info
+
+
+def reference_model(cfg, task, factory):
+    """The float32 model of ``model.checkpoint`` (what a reduced mode is compared with)."""
+    from ascendcv.runner.checkpoint import build_and_restore
+    ckpt = cfg.model.checkpoint if task.needs_checkpoint else ''
+    return build_and_restore(factory, cfg, ckpt)[0]
+
+
+def guard(cfg, task, factory, checkpoint, reduced, precision, logger, enforce=False):
+    """Evaluate float32 (into ``<output_dir>/precision/float32``) and ``reduced`` (into
+    ``<output_dir>/precision/<precision>``) and compare :meth:`Task.headline_psnr`. Writes and
+    returns ``<output_dir>/precision/report.json``; with ``enforce`` a drop above
+    ``precision.max_drop_<precision>`` raises :class:`PrecisionGuardError`."""
+    from ascendcv.runner.checkpoint import build_and_restore
+    reference, _ = build_and_restore(factory, cfg, checkpoint)
+    with output_dir_of(cfg, os.path.join('precision', 'float32')):
+        float_report = task.evaluate(reference, logger)
+    with output_dir_of(cfg, os.path.join('precision', precision)):
+        mode_report = task.evaluate(reduced, logger)
+    return judge(cfg, task, float_report, mode_report, precision, logger, enforce)
+
+
+def judge(cfg, task, float_report, mode_report, precision, logger, enforce=False):
+    """Compare two evaluation reports (see :func:`guard`); writes ``precision/report.json``."""
+    bound = float(cfg.precision[f'max_drop_{precision}'])
+    psnr32, psnr = task.headline_psnr(float_report), task.headline_psnr(mode_report)
+    drop = psnr32 - psnr
+    summary = dict(model=cfg.model.name, checkpoint=cfg.model.checkpoint, precision=precision,
+                   float32_psnr=psnr32, psnr=psnr, drop_db=drop, max_drop_db=bound,
+                   passed=bool(drop <= bound))
+    path = os.path.join(cfg.output_dir, 'precision', 'report.json')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_bytes(path, json.dumps(summary, indent=1).encode())
+    line = (f'Precision guard: {precision} PSNR {psnr:.4f} dB against float32 {psnr32:.4f} dB '
+            f'(drop {drop:+.4f} dB, bound {bound:g} dB: {"pass" if summary["passed"] else "FAIL"})'
+            f'; {path}')
+    logger.info(line)
+    if enforce and not summary['passed']:
+        raise PrecisionGuardError(
+            f'model.precision={precision} loses {drop:.4f} dB PSNR against float32 on the '
+            f'evaluation data (precision.max_drop_{precision} = {bound:g} dB): not exported; '
+            f'keep more layers in float32 (precision.keep_float) or raise the bound')
+    return summary
