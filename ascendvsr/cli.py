@@ -95,11 +95,9 @@ def run(cfg, logger):
         model, precision, from_checkpoint = load_model(cfg, entry, task, logger)
         report = task.evaluate(model, logger)
         if precision != 'float32' and cfg.precision.guard and from_checkpoint:
-            from ascendcv.runner import precision as prec
-            reference = prec.reference_model(cfg, task, entry.build)
-            with prec.output_dir_of(cfg, 'precision/float32'):
-                float_report = task.evaluate(reference, logger)
-            prec.judge(cfg, task, float_report, report, precision, logger)
+            from ascendcv.runner.precision import guard
+            guard(cfg, task, entry.build, cfg.model.checkpoint, model, precision, logger,
+                  reduced_report=report)
     elif cfg.mode == 'inference':
         task.infer(load_model_for_inference(cfg, entry, task, logger), logger)
     elif cfg.mode == 'freeze':

@@ -106,9 +106,12 @@ def set_precision(model, precision, keep_float=()):
                          f"in onnxruntime); got {precision!r}")
     keep = tuple(str(k) for k in keep_float if str(k))
     out = {'reduced': [], 'float32': []}
-    for name, layer in named_layers(model):
+    names = {id(layer): name for name, layer in named_layers(model)}
+    # Keras tracks every sub-layer, also those held privately (named by their layer name)
+    for layer in model._flatten_layers(include_self=True, recursive=True):
         if not isinstance(layer, ReducedPrecisionLayer):
             continue
+        name = names.get(id(layer), layer.name)
         stays = precision == 'float32' or any(k in name for k in keep)
         layer.compute_precision = 'float32' if stays else precision
         out['float32' if stays else 'reduced'].append(name or type(layer).__name__)

@@ -204,7 +204,6 @@ def export_and_check(cfg, task, factory, logger):
 def _export_int8(cfg, task, factory, model, prefix, onnx_path, logger):
     """Calibrate and quantize the float ONNX next to the ``.pb``; guard; rename into place."""
     from ascendcv.runner import precision as prec
-    from ascendcv.runner.checkpoint import build_and_restore
     from ascendcv.runner.onnx_int8 import OnnxModel, quantize_onnx
     calib = prec.calibration_inputs(cfg, task, FrozenGraphModel(os.path.splitext(onnx_path)[0]
                                                                 + '.pb'), logger)
@@ -215,12 +214,7 @@ def _export_int8(cfg, task, factory, model, prefix, onnx_path, logger):
     try:
         int8 = OnnxModel(staged, intra_op_num_threads=int(cfg.precision.ort_threads))
         if cfg.precision.guard:
-            ref, _ = build_and_restore(factory, cfg, prefix or '')
-            with prec.output_dir_of(cfg, os.path.join('precision', 'float32')):
-                float_report = task.evaluate(ref, logger)
-            with prec.output_dir_of(cfg, os.path.join('precision', 'int8')):
-                int8_report = task.evaluate(int8, logger)
-            prec.judge(cfg, task, float_report, int8_report, 'int8', logger, enforce=True)
+            prec.guard(cfg, task, factory, prefix or '', int8, 'int8', logger, enforce=True)
         os.replace(staged_meta, final_meta)
         os.replace(staged, final)
     finally:

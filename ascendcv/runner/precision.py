@@ -156,25 +156,21 @@ def reduced_model(cfg, task, factory, checkpoint, logger, precision=None):
     return model, precision, info
 
 
-def reference_model(cfg, task, factory):
-    """The float32 model of ``model.checkpoint`` (what a reduced mode is compared with)."""
-    from ascendcv.runner.checkpoint import build_and_restore
-    ckpt = cfg.model.checkpoint if task.needs_checkpoint else ''
-    return build_and_restore(factory, cfg, ckpt)[0]
-
-
-def guard(cfg, task, factory, checkpoint, reduced, precision, logger, enforce=False):
+def guard(cfg, task, factory, checkpoint, reduced, precision, logger, enforce=False,
+          reduced_report=None):
     """Evaluate float32 (into ``<output_dir>/precision/float32``) and ``reduced`` (into
-    ``<output_dir>/precision/<precision>``) and compare :meth:`Task.headline_psnr`. Writes and
-    returns ``<output_dir>/precision/report.json``; with ``enforce`` a drop above
-    ``precision.max_drop_<precision>`` raises :class:`PrecisionGuardError`."""
+    ``<output_dir>/precision/<precision>``; or take its ``reduced_report``) and compare
+    :meth:`Task.headline_psnr`. Writes and returns ``<output_dir>/precision/report.json``; with
+    ``enforce`` a drop above ``precision.max_drop_<precision>`` raises
+    :class:`PrecisionGuardError`."""
     from ascendcv.runner.checkpoint import build_and_restore
     reference, _ = build_and_restore(factory, cfg, checkpoint)
     with output_dir_of(cfg, os.path.join('precision', 'float32')):
         float_report = task.evaluate(reference, logger)
-    with output_dir_of(cfg, os.path.join('precision', precision)):
-        mode_report = task.evaluate(reduced, logger)
-    return judge(cfg, task, float_report, mode_report, precision, logger, enforce)
+    if reduced_report is None:
+        with output_dir_of(cfg, os.path.join('precision', precision)):
+            reduced_report = task.evaluate(reduced, logger)
+    return judge(cfg, task, float_report, reduced_report, precision, logger, enforce)
 
 
 def judge(cfg, task, float_report, mode_report, precision, logger, enforce=False):
