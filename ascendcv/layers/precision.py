@@ -106,6 +106,8 @@ def set_precision(model, precision, keep_float=()):
                          f"in onnxruntime); got {precision!r}")
     keep = tuple(str(k) for k in keep_float if str(k))
     out = {'reduced': [], 'float32': []}
+    if not hasattr(model, '_flatten_layers'):  # not a Keras model (e.g. GAP-TV): no weights
+        return out
     names = {id(layer): name for name, layer in named_layers(model)}
     # Keras tracks every sub-layer, also those held privately (named by their layer name)
     for layer in model._flatten_layers(include_self=True, recursive=True):

@@ -143,3 +143,32 @@ def test_int8_without_calibration_and_unknown_precision_are_refused(sample_datas
                 'model.precision=float16') == 2
     assert "model.precision must be one of 'float32', 'bfloat16', 'int8'" in \
         capsys.readouterr().err
+
+
+# one family per kind of weight layer (EDVR above; RVRT Light and Q-SCI share RVRT's and
+# EfficientSCI's layer classes): Conv3d/ConvTranspose3d, attention + Conv2d/3d, NeRV's convs,
+# Linear + window attention + SpyNet; GAP-TV has no weight layer
+@pytest.mark.parametrize('name', ['RevSCI', 'EfficientSCI', 'NeRV', 'RVRT', 'GAP-TV'])
+def test_every_model_serves_in_bfloat16_close_to_float32(name):
+    """The tiny variant's serving computation in bfloat16 is close to float32 (and differs,
+    where it has weight layers); GAP-TV has none and is unchanged."""
+    entry = get_entry(name)
+    cfg = load_config(None, [f'model.name={name}', *entry.tiny])
+    task = entry.make_task(cfg)
+    import keras
+    keras.utils.set_random_seed(0)
+    ref, _ = build_and_restore(entry.build, cfg, '')
+    keras.utils.set_random_seed(0)
+    model, _ = build_and_restore(entry.build, cfg, '')
+    for a, b in zip(getattr(ref, 'weights', []), getattr(model, 'weights', [])):
+        b.assign(a)
+    split = set_precision(model, 'bfloat16', task.keep_float('bfloat16'))
+    inputs = [tf.constant(x) for x in task.example_inputs(ref)]
+    y32 = np.asarray(task.serve(ref, *inputs), np.float64)
+    y16 = np.asarray(task.serve(model, *inputs), np.float64)
+    scale = max(float(np.abs(y32).max()), 1e-6)
+    rel = float(np.abs(y16 - y32).max()) / scale
+    if not split['reduced']:  # nothing switched: run-to-run float32 noise only
+        assert rel < 1e-5, (name, rel)
+        return
+    assert 0 < rel < 0.05, (name, rel, len(split['reduced']))
