@@ -1,10 +1,12 @@
-"""Peak memory of EDVR restoring a 720p video, whole frames vs spatial tiles (issue #14 item 7).
+"""Peak memory of a video model restoring a 720p video, whole frames vs spatial tiles (issue #14
+item 7).
 
-For each setting a fresh Python process builds EDVR (``configs/edvr.yaml``: EDVR-M, random
-weights; ``--tiny`` for the contract test's tiny EDVR), then restores ``--frames`` frames of a
-random clip of ``--size`` LR pixels (default 180x320, i.e. 720x1280 = 720p output at x4, the
-REDS setting) through the inference path of the task (``VideoRestorationTask.predictor``: the
-sliding window, batch 1, frames padded to EDVR's multiple of 4, ``inference.tile`` /
+For each setting a fresh Python process builds the model of ``--config`` (default
+``configs/edvr.yaml``: EDVR-M; ``configs/rvrt_reds.yaml`` for RVRT; random weights; ``--tiny``
+for the registration's tiny variant), then restores ``--frames`` frames of a random clip of
+``--size`` LR pixels (default 180x320, i.e. 720x1280 = 720p output at x4, the REDS setting)
+through the inference path of the task (``VideoRestorationTask.predictor``: EDVR's sliding
+window or RVRT's clips, batch 1, frames padded to the model's multiple, ``inference.tile`` /
 ``inference.tile_overlap``), discarding the outputs as they come. Each process reports, in MiB:
 
 * ``rss_built``: RSS after building the model (TF runtime and weights);
@@ -19,8 +21,8 @@ code, see :class:`ascendcv.runner.predict.SpatialTiles`).
 
 Usage::
 
-    python benchmarks/tiled_memory.py [--size 180 320] [--frames 2] [--tiles 64 32]
-        [--overlap 16] [--tiny] [--out tiled_memory.json]
+    python benchmarks/tiled_memory.py [--config configs/edvr.yaml] [--size 180 320] [--frames 2]
+        [--tiles 64 32] [--overlap 16] [--tiny] [--out tiled_memory.json]
 
 Prints JSON (and writes it to ``--out`` if given).
 """
@@ -36,8 +38,6 @@ import time
 from bench_common import emit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['edvr.num_feat=8', 'edvr.deformable_groups=2', 'edvr.num_extract_block=1',
-        'edvr.num_reconstruct_block=1']
 
 
 def _rss_mib():
@@ -57,15 +57,15 @@ def child(args):
     from ascendvsr.zoo import get_entry
     tile = [0, args.tile, args.tile] if args.tile else [0, 0, 0]
     overlap = [0, args.overlap, args.overlap] if args.tile else [0, 0, 0]
-    cfg = load_config(os.path.join(ROOT, 'configs', 'edvr.yaml'),
-                      (TINY if args.tiny else []) + [f'inference.tile={tile}',
-                                                     f'inference.tile_overlap={overlap}'])
-    entry = get_entry('EDVR')
-    model = entry.build(cfg)
+    cfg = load_config(os.path.join(ROOT, args.config), [])
+    entry = get_entry(cfg.model.name)
+    cfg = load_config(os.path.join(ROOT, args.config),
+                      (list(entry.tiny) if args.tiny else []) + [
+                          f'inference.tile={tile}', f'inference.tile_overlap={overlap}'])
+    model = entry.build(cfg)  # our layers create their weights at construction
     task = entry.make_task(cfg)
     h, w = args.size
     frames = np.random.default_rng(0).random((max(args.frames, 5), h, w, 3), dtype=np.float32)
-    model(frames[None, :5, :16, :16], training=False)  # build the weights
     built = _rss_mib()
     predict, strategy, check = task.predictor(model, 1, cfg.inference.padding)
     check(frames.shape)
@@ -87,11 +87,12 @@ def child(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--config', default='configs/edvr.yaml', help='a video model config')
     ap.add_argument('--size', type=int, nargs=2, default=[180, 320], help='LR height width')
     ap.add_argument('--frames', type=int, default=2, help='frames to restore')
     ap.add_argument('--tiles', type=int, nargs='+', default=[64, 32], help='tile sizes to try')
     ap.add_argument('--overlap', type=int, default=16, help='tile overlap (LR pixels)')
-    ap.add_argument('--tiny', action='store_true', help='the tiny EDVR instead of EDVR-M')
+    ap.add_argument('--tiny', action='store_true', help="the registration's tiny variant")
     ap.add_argument('--out', default='')
     ap.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--tile', type=int, default=0, help=argparse.SUPPRESS)
@@ -104,7 +105,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for tile in [0] + list(args.tiles):
             first = os.path.join(tmp, f'first_{tile}.npy')
-            cmd = [sys.executable, os.path.abspath(__file__), '--child', '--tile', str(tile),
+            cmd = [sys.executable, os.path.abspath(__file__), '--child', '--config', args.config,
+                   '--tile', str(tile),
                    '--overlap', str(args.overlap), '--frames', str(args.frames),
                    '--size', *map(str, args.size), '--save-first', first] + (
                        ['--tiny'] if args.tiny else [])
@@ -117,7 +119,7 @@ def main():
                 entry['max_abs_diff_vs_whole'] = float(diff)
             results.append(entry)
     whole = results[0]['peak_minus_built']
-    report = dict(model='EDVR-tiny' if args.tiny else 'EDVR-M (configs/edvr.yaml)',
+    report = dict(config=args.config, tiny=bool(args.tiny),
                   lr_size=args.size, frames=args.frames, runs=results,
                   peak_reduction=[round(whole / max(r['peak_minus_built'], 1e-6), 2)
                                   for r in results[1:]])

@@ -197,19 +197,18 @@ def export_and_check(cfg, task, factory, logger):
                     f'diff {diff:.3g}')
         result.update(onnx=onnx_path, onnx_max_abs_diff=diff)
         if mode == 'int8':
-            result.update(_export_int8(cfg, task, factory, model, prefix, onnx_path, logger))
+            result.update(_export_int8(cfg, task, factory, prefix, onnx_path, logger))
     return result
 
 
-def _export_int8(cfg, task, factory, model, prefix, onnx_path, logger):
+def _export_int8(cfg, task, factory, prefix, onnx_path, logger):
     """Calibrate and quantize the float ONNX next to the ``.pb``; guard; rename into place."""
     from ascendcv.runner import precision as prec
-    from ascendcv.runner.onnx_int8 import OnnxModel, quantize_onnx
-    calib = prec.calibration_inputs(cfg, task, FrozenGraphModel(os.path.splitext(onnx_path)[0]
-                                                                + '.pb'), logger)
+    from ascendcv.runner.onnx_int8 import OnnxModel
     final = os.path.splitext(onnx_path)[0] + '.int8.onnx'
     staged = os.path.join(os.path.dirname(final), '.staged-' + os.path.basename(final))
-    report = quantize_onnx(onnx_path, staged, calib, keep_float=prec.keep_float(cfg, task, 'int8'))
+    report = prec.quantize_exported(cfg, task, os.path.splitext(onnx_path)[0] + '.pb', onnx_path,
+                                    staged, logger)
     staged_meta, final_meta = (os.path.splitext(p)[0] + '.json' for p in (staged, final))
     try:
         int8 = OnnxModel(staged, intra_op_num_threads=int(cfg.precision.ort_threads))

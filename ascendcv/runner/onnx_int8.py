@@ -7,17 +7,19 @@
   graph with ``onnxruntime.quantization.quantize_static``: weights int8 per output channel
   (symmetric), activations uint8 per tensor (asymmetric), ranges calibrated on a few inputs.
 
-Format and calibration, chosen by measurement (onnxruntime 1.31, AVX512-VNNI/AMX CPU):
+Format and calibration, chosen by measurement (onnxruntime 1.31, AVX512-VNNI/AMX CPU, 2 cores
+shared with other processes):
 
 * **QDQ** (QuantizeLinear/DequantizeLinear pairs around float ops; onnxruntime fuses
   ``DQ -> Conv -> Q`` into ``QLinearConv`` and ``DQ -> MatMul`` into ``MatMulIntegerToFloat``
   when it loads the model). A chain of 64-channel convs runs as fast as with the QOperator
-  format (QLinearConv nodes written out: 2-D 0.008 s vs float 0.025 s per 1x64x180x320 conv,
-  3-D 0.015 vs 0.063), and the file stays a standard graph other runtimes read, so QDQ is the
-  default (``quant_format='qoperator'`` writes QLinearConv / QLinearMatMul nodes).
-* **MinMax** calibration: with only "a few clips" the entropy / percentile histograms are
-  noisy and cost several times the calibration time; MinMax gives the higher PSNR against
-  float on the test models here (``calibrate_method`` switches).
+  format (2-D 0.008 s vs float 0.025 s per 1x64x180x320 conv, 3-D 0.015 vs 0.063); tiny EDVR
+  (``num_feat`` 8) on 1x5x180x320, alternating runs: float 11.9-14.6 s, QDQ 9.3-12.5 s,
+  QOperator 9.5-13.3 s. The QDQ file also stays a standard graph other runtimes read, so it is
+  the default (``quant_format='qoperator'`` writes QLinearConv / QLinearMatMul nodes).
+* **MinMax** calibration: on that EDVR, PSNR against float 70.5 / 70.5 / 71.0 dB for MinMax /
+  entropy / percentile (QDQ), i.e. within 0.5 dB, with MinMax the fastest to calibrate
+  (64 s vs 119 s / 76 s on two clips); ``calibrate_method`` switches.
 
 What stays float (and why) is reported per op type, see :data:`FLOAT_REASONS`: element-wise
 ops, resampling and gathers (the deformable convolutions' bilinear sampling: integer kernels
@@ -33,6 +35,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from ascendcv.runner.freezer import FrozenGraphModel
 from ascendcv.utils.fileio import atomic_write_bytes, atomic_write_via
 
 __all__ = ['OnnxModel', 'quantize_onnx', 'sidecar_path', 'QUANTIZED_OP_TYPES',
@@ -87,8 +90,9 @@ def _load_meta(path, what):
     return meta
 
 
-class OnnxModel:
-    """Run an exported ``.onnx`` (float or int8) in onnxruntime on the CPU.
+class OnnxModel(FrozenGraphModel):
+    """Run an exported ``.onnx`` (float or int8) in onnxruntime on the CPU. A
+    :class:`FrozenGraphModel` to the tasks (they read the sidecar ``meta`` of exported models).
 
     ``model(*inputs)`` takes one array per graph input in the sidecar's order (the serving
     signature) and returns a ``tf.Tensor`` (the graph's first output); ``meta`` is the sidecar
@@ -100,7 +104,7 @@ class OnnxModel:
             physical core).
     """
 
-    def __init__(self, path, intra_op_num_threads=0):
+    def __init__(self, path, intra_op_num_threads=0):  # (FrozenGraphModel.__init__ reads a .pb)
         import onnxruntime as ort
         self.meta = _load_meta(path, 'ONNX model')
         opts = ort.SessionOptions()
@@ -194,9 +198,10 @@ def quantize_onnx(float_path, out_path, calibration, keep_float=(), per_channel=
     specs = meta['inputs']
     for k, item in enumerate(calibration):
         if not isinstance(item, (tuple, list)) or len(item) != len(specs):
+            size = len(item) if hasattr(item, '__len__') else '?'
             raise ValueError(f'calibration[{k}] must be a tuple of {len(specs)} array(s) '
-                             f'{[s["name"] for s in specs]}; got '
-                             f'{type(item).__name__} of length {len(item) if hasattr(item, "__len__") else "?"}')
+                             f'{[s["name"] for s in specs]}; got {type(item).__name__} of '
+                             f'length {size}')
     formats = {'qdq': QuantFormat.QDQ, 'qoperator': QuantFormat.QOperator}
     methods = {'minmax': CalibrationMethod.MinMax, 'entropy': CalibrationMethod.Entropy,
                'percentile': CalibrationMethod.Percentile}

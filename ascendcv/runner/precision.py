@@ -56,19 +56,34 @@ def apply_bfloat16(cfg, task, model, logger):
 
 
 @contextlib.contextmanager
-def output_dir_of(cfg, sub):
-    """Run with ``cfg.output_dir`` = ``<output_dir>/<sub>`` (reports of side runs go there)."""
-    old = cfg.output_dir
+def overridden(cfg, values):
+    """Run with the config keys ``values`` (``{'a.b': value}``) set, then restore them."""
     frozen = cfg.is_frozen()
     cfg.defrost()
-    cfg.output_dir = os.path.join(old, sub)
-    os.makedirs(cfg.output_dir, exist_ok=True)
+    old = {}
+    for key, value in values.items():
+        *path, leaf = key.split('.')
+        node = cfg
+        for part in path:
+            node = node[part]
+        old[key] = (node, leaf, node[leaf])
+        node[leaf] = value
     try:
-        yield cfg.output_dir
+        yield cfg
     finally:
-        cfg.output_dir = old
+        for node, leaf, value in old.values():
+            node[leaf] = value
         if frozen:
             cfg.freeze()
+
+
+@contextlib.contextmanager
+def output_dir_of(cfg, sub):
+    """Run with ``cfg.output_dir`` = ``<output_dir>/<sub>`` (reports of side runs go there)."""
+    path = os.path.join(cfg.output_dir, sub)
+    os.makedirs(path, exist_ok=True)
+    with overridden(cfg, {'output_dir': path}):
+        yield path
 
 
 class _Recorder(FrozenGraphModel):
@@ -118,27 +133,41 @@ def calibration_inputs(cfg, task, frozen, logger):
     return recorder.calls
 
 
+def quantize_exported(cfg, task, pb, onnx_path, out, logger):
+    """Calibrate on the evaluation data through the float ``pb`` (its ``.onnx`` export is
+    ``onnx_path``) and write the int8 ONNX ``out``; returns the quantization report."""
+    from ascendcv.runner.onnx_int8 import quantize_onnx
+    calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
+    report = quantize_onnx(onnx_path, out, calib, keep_float=keep_float(cfg, task, 'int8'))
+    logger.info(f'int8 ONNX {out}: {_summary(report)}')
+    return report
+
+
 def int8_model(cfg, task, factory, model, logger, folder):
-    """Freeze ``model`` (float32) into ``folder``, export ONNX, calibrate and quantize it:
-    returns ``(OnnxModel of <Model>.int8.onnx, quantization report)``."""
+    """Freeze ``model`` (float32, any frame size) into ``folder``, export ONNX, calibrate and
+    quantize it: returns ``(OnnxModel of <Model>.int8.onnx, quantization report)``."""
     from ascendcv.runner.freezer import export_onnx, freeze
-    from ascendcv.runner.onnx_int8 import OnnxModel, quantize_onnx
+    from ascendcv.runner.onnx_int8 import OnnxModel
     calibration_count(cfg)  # before any work
     os.makedirs(folder, exist_ok=True)
     pb = os.path.join(folder, f'{cfg.model.name}.pb')
-    freeze(task, model, pb)
+    # any frame size and batch: the data decides (a freeze for deployment fixes them)
+    with overridden(cfg, {'data.eval_in_size': [-1, -1], 'export.batch_size': 0}):
+        freeze(task, model, pb)
     onnx_float = os.path.splitext(pb)[0] + '.onnx'
     export_onnx(pb, onnx_float, cfg.export.onnx_opset)
-    calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
     out = os.path.splitext(pb)[0] + '.int8.onnx'
-    report = quantize_onnx(onnx_float, out, calib, keep_float=keep_float(cfg, task, 'int8'))
-    logger.info(f'int8 ONNX {out}: {_summary(report)}')
+    report = quantize_exported(cfg, task, pb, onnx_float, out, logger)
     return OnnxModel(out, intra_op_num_threads=int(cfg.precision.ort_threads)), report
 
 
 def _summary(report):
-    keys = [k for k in ('quantized', 'float_ops', 'size_bytes') if k in report]
-    return ', '.join(f'{k} {report[k]}' for k in keys) or json.dumps(report)[:200]
+    """One line of a :func:`quantize_onnx` report: what became integer, what stayed float."""
+    quantized = ', '.join(f'{n} {op}' for op, n in sorted(report.get('quantized', {}).items()))
+    left = sorted(report.get('float_ops', {}))
+    size = report.get('size_bytes')
+    return (f'quantized {quantized or "nothing"}; float ops left: {", ".join(left) or "none"}'
+            + (f'; {size / 2**20:.1f} MiB' if size else ''))
 
 
 def reduced_model(cfg, task, factory, checkpoint, logger, precision=None):

@@ -172,3 +172,25 @@ def test_every_model_serves_in_bfloat16_close_to_float32(name):
         assert rel < 1e-5, (name, rel)
         return
     assert 0 < rel < 0.05, (name, rel, len(split['reduced']))
+
+
+def test_cli_freeze_in_int8_then_eval_the_int8_onnx(sample_dataset, edvr_checkpoint, tmp_path):
+    """int8: freeze calibrates on the evaluation data, guards, writes EDVR.int8.onnx (integer
+    kernels) beside the float32 .pb/.onnx; eval runs that file in onnxruntime."""
+    out = tmp_path / 'int8'
+    assert _cli('freeze', sample_dataset, edvr_checkpoint, out, 'model.precision=int8',
+                'precision.calibration_batches=2') == 0
+    with open(out / 'EDVR.json') as f:
+        assert json.load(f)['precision'] == 'float32'  # TF has no int8 kernels for the .pb
+    with open(out / 'EDVR.int8.json') as f:
+        meta = json.load(f)
+    assert meta['precision'] == 'int8' and meta['quantization']['quantized']['Conv'] > 10
+    with open(out / 'precision' / 'report.json') as f:
+        guard = json.load(f)
+    assert guard['precision'] == 'int8' and guard['passed'] and abs(guard['drop_db']) < 0.2
+    assert not [p for p in os.listdir(out) if p.startswith('.staged')]
+    assert _cli('eval', sample_dataset, out / 'EDVR.int8.onnx', tmp_path / 'e8',
+                'model.precision=int8') == 0
+    with open(tmp_path / 'e8' / 'eval' / 'report.json') as f:
+        psnr = json.load(f)['average_psnr']
+    assert abs(psnr - guard['psnr']) < 1e-6  # the same file, the same data
