@@ -74,12 +74,14 @@ def child(case, mode, repeats, out_npz):
     config, name, overrides, _ = CASES[case]
     # any frame size in the exported graph: int8 calibrates on a crop (onnxruntime's calibration
     # keeps every activation of a call: EDVR-M at 180x320 would need tens of GB)
+    video = case in ('edvr_m', 'rvrt')
     cfg = load_config(os.path.join(ROOT, 'configs', config),
-                      list(overrides) + ['data.eval_in_size', '[-1,-1]'])
+                      list(overrides) + (['data.eval_in_size', '[-1,-1]'] if video else []))
     entry = get_entry(name)
     task = entry.make_task(cfg)
     keras.utils.set_random_seed(0)
-    model = entry.build(cfg)
+    # int8 goes through ONNX: the plain graph (no XLA functions), as the freezer builds it
+    model = entry.build(cfg, **(dict(jit_compile=False) if mode == 'int8' else {}))
     inputs = real_input(case, model, task)
     res = dict(case=case, mode=mode, model=name, config=config,
                input=[list(x.shape) for x in inputs])
@@ -93,7 +95,7 @@ def child(case, mode, repeats, out_npz):
         pb, _ = freeze(task, model, os.path.join(work, f'{name}.pb'))
         export_onnx(pb, os.path.join(work, f'{name}.onnx'))
         t0 = time.perf_counter()
-        calib = [tuple(x[..., :64, :64, :] if case in ('edvr_m', 'rvrt') else x for x in inputs)]
+        calib = [tuple(x[..., :64, :64, :] if video else x for x in inputs)]
         report = quantize_onnx(os.path.join(work, f'{name}.onnx'),
                                os.path.join(work, f'{name}.int8.onnx'), calib,
                                keep_float=task.keep_float('int8'))

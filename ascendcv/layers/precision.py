@@ -95,7 +95,8 @@ def check_cpu(precision, allow_fallback=True, flags=None, log=None):
 
 def set_precision(model, precision, keep_float=()):
     """Set the compute precision of every :class:`ReducedPrecisionLayer` of ``model`` whose
-    dotted name contains none of ``keep_float``; those stay float32.
+    dotted name contains none of ``keep_float`` and whose class name is not one of them; those
+    stay float32.
 
     Returns ``{'reduced': [names], 'float32': [names kept float32]}``. ``precision`` is
     ``'float32'`` or ``'bfloat16'`` (``'int8'`` is an onnxruntime mode, not a TF dtype).
@@ -114,7 +115,8 @@ def set_precision(model, precision, keep_float=()):
         if not isinstance(layer, ReducedPrecisionLayer):
             continue
         name = names.get(id(layer), layer.name)
-        stays = precision == 'float32' or any(k in name for k in keep)
+        stays = precision == 'float32' or type(layer).__name__ in keep or any(
+            k in name for k in keep)
         layer.compute_precision = 'float32' if stays else precision
         out['float32' if stays else 'reduced'].append(name or type(layer).__name__)
     return out

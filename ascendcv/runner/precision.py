@@ -175,7 +175,9 @@ def reduced_model(cfg, task, factory, checkpoint, logger, precision=None):
     ``(model, precision, info)``."""
     from ascendcv.runner.checkpoint import build_and_restore
     precision = precision or effective_precision(cfg, logger)
-    model, _ = build_and_restore(factory, cfg, checkpoint, logger=logger.info)
+    # int8 exports ONNX: a plain graph of core ops (no XLA functions), as the freezer builds it
+    overrides = dict(jit_compile=False) if precision == 'int8' else {}
+    model, _ = build_and_restore(factory, cfg, checkpoint, logger=logger.info, **overrides)
     info = dict(precision=precision)
     if precision == 'bfloat16':
         info['layers'] = apply_bfloat16(cfg, task, model, logger)

@@ -25,6 +25,7 @@ register(ModelEntry(
     task='ascendvsr.tasks.edvr:EDVRTask',
     converter='ascendvsr.convert.edvr:load_edvr_weights',
     config={'edvr': NODE},
-    tiny=('edvr.num_feat=8', 'edvr.deformable_groups=2', 'edvr.num_extract_block=1',
-          'edvr.num_reconstruct_block=1', 'edvr.tsa_iter=0', 'edvr.dcn_jit_compile=False'),
+    tiny=('edvr.num_frame=3', 'edvr.num_feat=8', 'edvr.deformable_groups=2',
+          'edvr.num_extract_block=1', 'edvr.num_reconstruct_block=1', 'edvr.tsa_iter=0',
+          'edvr.dcn_jit_compile=False'),
     description='EDVR video super-resolution / restoration (sliding window -> centre frame)'))

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from runner_helpers import ROOT, TINY, run_main
+from runner_helpers import ROOT, TINY3
 
 BACKENDS = ['tf', 'horovod']
 STEPS = 4
-COMMON = [*TINY, 'edvr.tsa_iter=0', 'solver.print_interval=1', 'solver.checkpoint_interval=2',
+COMMON = [*TINY3, 'edvr.tsa_iter=0', 'solver.print_interval=1', 'solver.checkpoint_interval=2',
           'solver.keep_checkpoints=5', f'solver.total_steps={STEPS}', 'solver.collective_timeout=20']
 
 
@@ -58,10 +58,13 @@ def weights(prefix):
 
 @pytest.fixture(scope='module')
 def single_process_reference(sample_dataset, tmp_path_factory):
-    """One process with the combined batch (2 ranks x batch 2 = batch 4)."""
+    """One process with the combined batch (2 ranks x batch 2 = batch 4): tools/main.py's main
+    run in this process (no second Python + TensorFlow start)."""
+    from ascendvsr.cli import main
     out = tmp_path_factory.mktemp('single') / 'run'
-    run_main('--config-file', 'configs/edvr.yaml', '--mode', 'train', f'data.data_dir={sample_dataset}',
-             f'output_dir={out}', *COMMON, 'data.batch_size=4')
+    assert main(['--config-file', os.path.join(ROOT, 'configs', 'edvr.yaml'), '--mode', 'train',
+                 f'data.data_dir={sample_dataset}', f'output_dir={out}', *COMMON,
+                 'data.batch_size=4']) == 0
     return weights(str(out / 'checkpoints' / f'ckpt-{STEPS}'))
 
 

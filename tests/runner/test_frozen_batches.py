@@ -24,6 +24,7 @@ STATIC = ('export.batch_size=4', 'model.input_format_dimension=4', 'data.eval_in
 def make(sample_dataset, out, *opts):
     entry = get_entry('EDVR')
     cfg = load_config(None, list(entry.tiny) + [
+        'edvr.num_frame=5',  # the window sizes below (the registered tiny EDVR takes 3)
         f'data.data_dir={sample_dataset}', f'output_dir={out}', 'eval.compute_ssim=False',
         'export.pb_xla_dcn=False', *opts])
     return entry.make_task(cfg), cfg

@@ -194,3 +194,22 @@ def test_cli_freeze_in_int8_then_eval_the_int8_onnx(sample_dataset, edvr_checkpo
     with open(tmp_path / 'e8' / 'eval' / 'report.json') as f:
         psnr = json.load(f)['average_psnr']
     assert abs(psnr - guard['psnr']) < 1e-6  # the same file, the same data
+
+
+def test_keep_float_by_class_name():
+    import keras
+    from ascendcv.layers.conv import Conv2d
+    from ascendcv.layers.linear import Linear
+
+    class Net(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv = Conv2d(3, 4, 3, 1, 1)
+            self.head = Linear(4, 2)
+            self.blocks = [Linear(2, 2), Conv2d(4, 4, 1)]
+
+    net = Net()
+    split = set_precision(net, 'bfloat16', keep_float=('Linear',))
+    assert sorted(split['float32']) == ['blocks.0', 'head']
+    assert sorted(split['reduced']) == ['blocks.1', 'conv']
+    assert net.head.compute_precision == 'float32' and net.conv.compute_precision == 'bfloat16'

@@ -138,11 +138,10 @@ def test_device_keys_are_validated_and_select_the_device(monkeypatch):
         select_device(load_config(None, ['device=npu']))
 
 
-def test_cli_refuses_a_bad_device_before_any_work(tmp_path):
-    from runner_helpers import run_main
-    proc = run_main('--mode', 'train', 'device', 'banana', 'device_id', '99',
-                    f'output_dir={tmp_path}', check=False)
-    assert proc.returncode == 2 and 'device must be one of' in proc.stderr
+def test_cli_refuses_a_bad_device_before_any_work(tmp_path, capsys):
+    from ascendvsr.cli import main  # tools/main.py's main, in this process (no TF start)
+    code = main(['--mode', 'train', 'device', 'banana', 'device_id', '99', f'output_dir={tmp_path}'])
+    assert code == 2 and 'device must be one of' in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
@@ -150,7 +149,7 @@ def test_corrupt_training_frame_exits_at_once_naming_the_file(sample_dataset, tm
     """Every run (the hang was intermittent): exit 1 within seconds, one line naming the file."""
     import shutil
     import subprocess
-    from runner_helpers import ROOT, TINY, main_cmd
+    from runner_helpers import ROOT, TINY3, main_cmd
     data = tmp_path / 'data'
     shutil.copytree(sample_dataset, data)
     for png in (data / 'images').glob('00*/truth/*.png'):
@@ -158,7 +157,7 @@ def test_corrupt_training_frame_exits_at_once_naming_the_file(sample_dataset, tm
     for run in range(3):
         proc = subprocess.run(main_cmd('--config-file', 'configs/edvr.yaml', '--mode', 'train',
                                        f'data.data_dir={data}', f'output_dir={tmp_path / "o"}',
-                                       'solver.total_steps=2', *TINY),
+                                       'solver.total_steps=2', *TINY3),
                               capture_output=True, text=True, timeout=120, cwd=ROOT,
                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
         errors = [line for line in proc.stderr.splitlines() if line.startswith('Error:')]
@@ -167,8 +166,9 @@ def test_corrupt_training_frame_exits_at_once_naming_the_file(sample_dataset, tm
         assert 'Traceback' not in proc.stderr and 'function_node' not in errors[0]
 
 
-def test_cli_unknown_model_name_is_a_config_error(tmp_path):
-    from runner_helpers import run_main
-    proc = run_main('--mode', 'eval', 'model.name', 'EDSR', f'output_dir={tmp_path}', check=False)
-    assert proc.returncode == 2 and "model.name='EDSR' is not a registered model" in proc.stderr
-    assert 'EDVR' in proc.stderr and 'Traceback' not in proc.stderr
+def test_cli_unknown_model_name_is_a_config_error(tmp_path, capsys):
+    from ascendvsr.cli import main  # tools/main.py's main, in this process (no TF start)
+    code = main(['--mode', 'eval', 'model.name', 'EDSR', f'output_dir={tmp_path}'])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.name='EDSR' is not a registered model" in err
+    assert 'EDVR' in err and 'Traceback' not in err

@@ -159,7 +159,7 @@ def edvr():
     from ascendvsr.config import load_config
     from ascendvsr.zoo import get_entry
     entry = get_entry('EDVR')
-    cfg = load_config(None, list(entry.tiny))
+    cfg = load_config(None, list(entry.tiny) + ['edvr.num_frame=5'])  # 5-frame windows below
     return entry.make_task(cfg), entry.build(cfg)
 
 

@@ -13,8 +13,8 @@ from ascendvsr.config import ConfigError, load_config
 from ascendvsr.config.stored import load_run_config, stored_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# a tiny EDVR that is not configs/edvr.yaml's EDVR-M
-TINY = ['edvr.num_feat=8', 'edvr.deformable_groups=2', 'edvr.num_extract_block=1',
+# a tiny EDVR that is not configs/edvr.yaml's EDVR-M (3 frames: smaller graphs to trace/freeze)
+TINY = ['edvr.num_frame=3', 'edvr.num_feat=8', 'edvr.deformable_groups=2', 'edvr.num_extract_block=1',
         'edvr.num_reconstruct_block=1', 'edvr.tsa_iter=0', 'edvr.dcn_jit_compile=False',
         'data.crop_size=16', 'data.batch_size=1', 'data.num_threads=1',
         'data.train_data_queue_size=1', 'data.eval_in_size=[16,20]', 'solver.total_steps=1',

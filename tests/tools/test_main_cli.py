@@ -1,4 +1,6 @@
-"""The user's entry point: tools/main.py convert and inference, run as subprocesses."""
+"""The user's entry point: tools/main.py convert, run as a subprocess; a second conversion (no
+config file) and the errors run :func:`ascendvsr.cli.main` in this process (a fresh Python +
+TensorFlow start costs seconds)."""
 import os
 import subprocess
 import sys
@@ -20,6 +22,12 @@ def run_main(*args, check=True):
     if check and proc.returncode:
         raise AssertionError(f'exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}')
     return proc
+
+
+def main_in_process(*args):
+    """The exit code of ``tools/main.py args``, run by :func:`ascendvsr.cli.main` here."""
+    from ascendvsr.cli import main
+    return main(list(args))
 
 
 def test_convert_writes_a_checkpoint_that_reproduces_basicsr(tmp_path):
@@ -47,8 +55,8 @@ def test_tf_checkpoint_of_another_configuration_is_rejected(tmp_path):
     from ascendcv.runner.checkpoint import restore_checkpoint as load_tf_checkpoint
     from ascendvsr.models.edvr import build_edvr as build_model
     prefix = tmp_path / 'tiny'
-    run_main('--mode', 'convert', f'convert.source={FIX}/edvr_tiny_a_ckpt.pth',
-             f'convert.output={prefix}', *TINY_A)
+    assert main_in_process('--mode', 'convert', f'convert.source={FIX}/edvr_tiny_a_ckpt.pth',
+                           f'convert.output={prefix}', f'output_dir={tmp_path}', *TINY_A) == 0
     wider = build_model(load_config(None, ['edvr.num_feat', '32', 'edvr.deformable_groups=2',
                                            'edvr.num_extract_block=1', 'edvr.num_reconstruct_block=2']))
     with pytest.raises(CheckpointError, match='not a checkpoint of this EDVR model'):
@@ -57,14 +65,15 @@ def test_tf_checkpoint_of_another_configuration_is_rejected(tmp_path):
         load_tf_checkpoint(wider, str(tmp_path / 'nothing'))
 
 
-def test_cli_errors_name_the_problem(tmp_path):
-    proc = run_main('--mode', 'convert', 'edvr.num_feats', '3', check=False)
-    assert proc.returncode == 2 and "did you mean 'edvr.num_feat'" in proc.stderr
-    proc = run_main('--mode', 'convert', f'convert.source={FIX}/revsci_g2b2_model.pth',
-                    f'output_dir={tmp_path}', *TINY_A, check=False)
-    assert proc.returncode == 1 and 'is not an EDVR checkpoint' in proc.stderr
-    proc = run_main('--mode', 'convert', f'convert.source={tmp_path}/missing.pth', check=False)
-    assert proc.returncode == 1 and 'missing.pth' in proc.stderr
-    proc = run_main('--mode', 'convert', f'convert.source={FIX}/edvr_tiny_a_ckpt.pth',
-                    'edvr.impl=npu', *TINY_A, check=False)
-    assert proc.returncode == 1 and 'npu_bridge' in proc.stderr
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    code = main_in_process('--mode', 'convert', 'edvr.num_feats', '3')
+    assert code == 2 and "did you mean 'edvr.num_feat'" in capsys.readouterr().err
+    code = main_in_process('--mode', 'convert', f'convert.source={FIX}/revsci_g2b2_model.pth',
+                           f'output_dir={tmp_path}', *TINY_A)
+    assert code == 1 and 'is not an EDVR checkpoint' in capsys.readouterr().err
+    code = main_in_process('--mode', 'convert', f'convert.source={tmp_path}/missing.pth',
+                           f'output_dir={tmp_path}')
+    assert code == 1 and 'missing.pth' in capsys.readouterr().err
+    code = main_in_process('--mode', 'convert', f'convert.source={FIX}/edvr_tiny_a_ckpt.pth',
+                           'edvr.impl=npu', f'output_dir={tmp_path}', *TINY_A)
+    assert code == 1 and 'npu_bridge' in capsys.readouterr().err
