@@ -81,15 +81,20 @@ def flow_warp(x, flow):
 def pixel_shuffle(x, upscale_factor):
     """``nn.PixelShuffle`` on NHWC: ``out[h*r+i, w*r+j, c] = in[h, w, c*r*r + i*r + j]``.
 
-    ``[N, H, W, C*r*r]`` -> ``[N, H*r, W*r, C]``.
+    ``[..., H, W, C*r*r]`` -> ``[..., H*r, W*r, C]`` (any leading dims, e.g. ``[N, D]`` for the
+    frames of a video, in one reshape-transpose-reshape: two chained reshapes with dynamic
+    sizes are what tf2onnx's reshape merging gets wrong).
     """
     r = int(upscale_factor)
+    rank = x.shape.rank
     shape = tf.shape(x)
-    n, h, w = shape[0], shape[1], shape[2]
+    lead = [shape[i] for i in range(rank - 3)]
+    h, w = shape[rank - 3], shape[rank - 2]
     c = x.shape[-1] // (r * r)
-    x = tf.reshape(x, [n, h, w, c, r, r])
-    x = tf.transpose(x, [0, 1, 4, 2, 5, 3])
-    return tf.reshape(x, [n, h * r, w * r, c])
+    x = tf.reshape(x, lead + [h, w, c, r, r])
+    k = rank - 3
+    x = tf.transpose(x, list(range(k)) + [k, k + 3, k + 1, k + 4, k + 2])
+    return tf.reshape(x, lead + [h * r, w * r, c])
 
 
 def pixel_unshuffle(x, downscale_factor):

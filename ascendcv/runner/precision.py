@@ -133,11 +133,13 @@ def calibration_inputs(cfg, task, frozen, logger):
     return recorder.calls
 
 
-def quantize_exported(cfg, task, pb, onnx_path, out, logger):
+def quantize_exported(cfg, task, pb, onnx_path, out, logger, calib=None):
     """Calibrate on the evaluation data through the float ``pb`` (its ``.onnx`` export is
-    ``onnx_path``) and write the int8 ONNX ``out``; returns the quantization report."""
+    ``onnx_path``; or take the recorded inputs ``calib``) and write the int8 ONNX ``out``;
+    returns the quantization report."""
     from ascendcv.runner.onnx_int8 import quantize_onnx
-    calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
+    if calib is None:
+        calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
     report = quantize_onnx(onnx_path, out, calib, keep_float=keep_float(cfg, task, 'int8'))
     logger.info(f'int8 ONNX {out}: {_summary(report)}')
     return report
@@ -151,13 +153,22 @@ def int8_model(cfg, task, factory, model, logger, folder):
     calibration_count(cfg)  # before any work
     os.makedirs(folder, exist_ok=True)
     pb = os.path.join(folder, f'{cfg.model.name}.pb')
-    # any frame size and batch: the data decides (a freeze for deployment fixes them)
-    with overridden(cfg, {'data.eval_in_size': [-1, -1], 'export.batch_size': 0}):
-        freeze(task, model, pb)
+    # the configured input size (static shapes export best); where the evaluation data does not
+    # fit it, any frame size and batch
+    freeze(task, model, pb)
+    try:
+        calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
+    except ValueError as err:
+        if 'was frozen for input' not in str(err):
+            raise
+        logger.info('int8: the data does not fit data.eval_in_size; exporting for any size')
+        with overridden(cfg, {'data.eval_in_size': [-1, -1], 'export.batch_size': 0}):
+            freeze(task, model, pb)
+        calib = calibration_inputs(cfg, task, FrozenGraphModel(pb), logger)
     onnx_float = os.path.splitext(pb)[0] + '.onnx'
     export_onnx(pb, onnx_float, cfg.export.onnx_opset)
     out = os.path.splitext(pb)[0] + '.int8.onnx'
-    report = quantize_exported(cfg, task, pb, onnx_float, out, logger)
+    report = quantize_exported(cfg, task, pb, onnx_float, out, logger, calib)
     return OnnxModel(out, intra_op_num_threads=int(cfg.precision.ort_threads)), report
 
 

@@ -151,11 +151,7 @@ class EfficientSCI(keras.Model):
         """``up_conv`` -> PixelShuffle(2) per frame -> ``vrm``: ``[N, B, H/2, W/2, C]`` ->
         ``[N, B, H, W, color_ch]``."""
         up = self.up_conv(feat)
-        shape = tf.shape(up)
-        n, d, h, w = shape[0], shape[1], shape[2], shape[3]
-        frames = tf.reshape(up, [n * d, h, w, up.shape[-1]])
-        frames = pixel_shuffle(frames, 2)                       # PyTorch channel order
-        vrm_in = tf.reshape(frames, [n, d, 2 * h, 2 * w, frames.shape[-1]])
+        vrm_in = pixel_shuffle(up, 2)                  # per frame, PyTorch channel order
         if record is not None:
             record.update(up_conv_out=up, vrm_in=vrm_in)
         return self.vrm(vrm_in)

@@ -260,14 +260,15 @@ def _walk(layer):
 # ----------------------------------------------------------------------- convert, freeze, ONNX
 def test_official_checkpoint_converts_freezes_and_exports(tmp_path):
     """Official train.py checkpoint -> ``--mode convert`` -> ``--mode freeze`` (.pb + ONNX): the
-    frozen graph and onnxruntime reproduce the official output on the fixture measurement."""
+    frozen graph and onnxruntime reproduce the official output on the fixture measurement. Any
+    measurement size (dynamic H, W: the ONNX export once broke on chained dynamic reshapes)."""
     from ascendcv.runner.freezer import FrozenGraphModel, export_and_check
     from ascendcv.runner.logging_utils import get_logger
     from ascendvsr.convert import convert_checkpoint
     from ascendvsr.zoo import get_entry
     entry = get_entry('EfficientSCI')
     opts = ['model.name=EfficientSCI', 'efficientsci.in_ch=16', 'efficientsci.units=2',
-            'efficientsci.group_num=2', f'output_dir={tmp_path}', 'data.eval_in_size=[32,32]',
+            'efficientsci.group_num=2', f'output_dir={tmp_path}', 'data.eval_in_size=[-1,-1]',
             f'convert.source={fixture(CKPT["tiny_sharp"])}', 'export.onnx=True',
             'export.pb_xla_dcn=False']
     prefix = convert_checkpoint(load_config(None, opts), entry, logger=lambda *_: None)
