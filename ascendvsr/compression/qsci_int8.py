@@ -124,7 +124,8 @@ class _ExportQuant:
 
     quantize_output = False
 
-    def _init_export(self):
+    def __init__(self, *args, **kwargs):  # cooperative: the fake-quant layer is next in the MRO
+        super().__init__(*args, **kwargs)
         self.kernel_q = None      # fake-quantized kernel (numpy), set by prepare()
         self.act_grid = None      # (a, z, qn, qp) or None (float fake quant)
         self.out_range = None     # (lo, hi) of the output quantization, or None
@@ -156,10 +157,6 @@ class _ExportQuant:
 class ExportConv3dQ(_ExportQuant, Conv3dQ):
     """:class:`Conv3dQ` for the int8 export (same weights and names)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_export()
-
     def call(self, x, training=None):
         if not self._exporting(training):
             return super().call(x, training=training)
@@ -176,10 +173,6 @@ class ExportConv3dQ(_ExportQuant, Conv3dQ):
 
 class ExportLinearQ(_ExportQuant, LinearQ):
     """:class:`LinearQ` for the int8 export (output float: ``MatMulIntegerToFloat``)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_export()
 
     def call(self, x, training=None):
         if not self._exporting(training):
