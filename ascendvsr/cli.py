@@ -55,7 +55,7 @@ def load_model(cfg, entry, task, logger):
                               'a frozen .pb or an exported .onnx (e.g. bash '
                               'scripts/run_evaluation.sh 0 CKPT)')
     from ascendcv.runner.precision import reduced_model
-    model, precision, _ = reduced_model(cfg, task, entry.build,
+    model, precision = reduced_model(cfg, task, entry.build,
                                         ckpt if task.needs_checkpoint else '', logger)
     return model, precision, True
 

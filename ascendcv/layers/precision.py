@@ -19,7 +19,6 @@ state-dict path, :func:`ascendcv.layers.torch_compat.named_layers`) contains one
 exported ONNX (:mod:`ascendcv.runner.onnx_int8`); :func:`check_cpu` covers both.
 """
 import logging
-import os
 
 import tensorflow as tf
 
@@ -121,7 +120,3 @@ def set_precision(model, precision, keep_float=()):
         out['float32' if stays else 'reduced'].append(name or type(layer).__name__)
     return out
 
-
-def onednn_enabled():
-    """Whether oneDNN kernels are on (they carry the bfloat16 speed on CPUs)."""
-    return os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1') not in ('0', 'false', 'False')

@@ -197,18 +197,19 @@ def export_and_check(cfg, task, factory, logger):
                     f'diff {diff:.3g}')
         result.update(onnx=onnx_path, onnx_max_abs_diff=diff)
         if mode == 'int8':
-            result.update(_export_int8(cfg, task, factory, prefix, onnx_path, logger))
+            result.update(_export_int8(cfg, task, factory, prefix, frozen, onnx_path, logger))
     return result
 
 
-def _export_int8(cfg, task, factory, prefix, onnx_path, logger):
-    """Calibrate and quantize the float ONNX next to the ``.pb``; guard; rename into place."""
+def _export_int8(cfg, task, factory, prefix, frozen, onnx_path, logger):
+    """Calibrate through the loaded float ``frozen`` graph, quantize the float ONNX next to it;
+    guard; rename into place."""
     from ascendcv.runner import precision as prec
     from ascendcv.runner.onnx_int8 import OnnxModel
     final = os.path.splitext(onnx_path)[0] + '.int8.onnx'
     staged = os.path.join(os.path.dirname(final), '.staged-' + os.path.basename(final))
-    report = prec.quantize_exported(cfg, task, os.path.splitext(onnx_path)[0] + '.pb', onnx_path,
-                                    staged, logger)
+    calib = prec.calibration_inputs(cfg, task, frozen, logger)
+    report = prec.quantize_exported(cfg, task, frozen.path, onnx_path, staged, logger, calib)
     staged_meta, final_meta = (os.path.splitext(p)[0] + '.json' for p in (staged, final))
     try:
         int8 = OnnxModel(staged, intra_op_num_threads=int(cfg.precision.ort_threads))

@@ -183,19 +183,18 @@ def _summary(report):
 
 def reduced_model(cfg, task, factory, checkpoint, logger, precision=None):
     """The model to run in ``model.precision`` (after the CPU check) from a TF ``checkpoint``:
-    ``(model, precision, info)``."""
+    ``(model, precision)``."""
     from ascendcv.runner.checkpoint import build_and_restore
     precision = precision or effective_precision(cfg, logger)
     # int8 exports ONNX: a plain graph of core ops (no XLA functions), as the freezer builds it
     overrides = dict(jit_compile=False) if precision == 'int8' else {}
     model, _ = build_and_restore(factory, cfg, checkpoint, logger=logger.info, **overrides)
-    info = dict(precision=precision)
     if precision == 'bfloat16':
-        info['layers'] = apply_bfloat16(cfg, task, model, logger)
+        apply_bfloat16(cfg, task, model, logger)
     elif precision == 'int8':
         folder = os.path.join(cfg.output_dir, 'precision', 'int8')
-        model, info['quantization'] = int8_model(cfg, task, factory, model, logger, folder)
-    return model, precision, info
+        model, _ = int8_model(cfg, task, factory, model, logger, folder)
+    return model, precision
 
 
 def guard(cfg, task, factory, checkpoint, reduced, precision, logger, enforce=False,
