@@ -37,6 +37,8 @@ CASES = {
                dict(source='official NeRV-S decoding (issue #15)', fps=0.53, seconds=1.88)),
     'efficientsci_s': ('efficientsci_s.yaml', 'EfficientSCI', [],
                        dict(source='official EfficientSCI-S 8x256x256 (issue #13)', seconds=12.1)),
+    'efficientsci_b': ('efficientsci_b.yaml', 'EfficientSCI', [],
+                       dict(source='official EfficientSCI-B 8x256x256 (issue #13)', seconds=27.3)),
     'rvrt': ('rvrt_reds.yaml', 'RVRT', [],
              dict(source='official RVRT 1x6x64x64 -> 256x256 (issue #14)', seconds=17.1)),
 }
@@ -54,7 +56,7 @@ def real_input(case, model, task):
             raise SystemExit('data/sample is missing: run the quick start once (bash quickstart.sh)')
         frames = np.stack([iio.imread(f)[:h, :w] for f in files]).astype(np.float32) / 255.0
         return [frames[None]]
-    if case in ('revsci', 'efficientsci_s'):
+    if case == 'revsci' or case.startswith('efficientsci'):
         import scipy.io as sio
         m = sio.loadmat(os.path.join(ROOT, 'data/sci/traffic48_cacti.mat'))
         meas = m['meas'][..., 0].astype(np.float32)[None] / 255.0  # sci.max_value

@@ -38,6 +38,18 @@ def test_yaml_files_load():
     assert l.output_dir == 'outputs/edvr_l'
 
 
+def test_qat_config_starts_from_the_float_config_it_names():
+    """``configs/qsci_small.yaml`` QATs from ``outputs/efficientsci_small``: the sizes must agree
+    (``qsci.init_from`` refuses an EfficientSCI of another size)."""
+    q = load_config(os.path.join(ROOT, 'configs', 'qsci_small.yaml'))
+    f = load_config(os.path.join(ROOT, 'configs', 'efficientsci_small.yaml'))
+    assert q.qsci.init_from.startswith(f.output_dir)
+    sizes = lambda n: (n.in_ch, n.units, n.group_num, n.color_ch)  # noqa: E731
+    assert sizes(q.qsci) == sizes(f.efficientsci)
+    assert (q.sci.crop_size, q.sci.mask_file, q.sci.train_sources) == \
+        (f.sci.crop_size, f.sci.mask_file, f.sci.train_sources)
+
+
 def test_both_override_styles_and_types():
     cfg = load_config(None, ['solver.print_interval', '5', 'data.eval_batch_size=-1',
                              'model.convert_output_to_uint8=True', 'edvr.with_tsa', 'false',
