@@ -26,7 +26,16 @@ tf)
     if [ "$WORKERS" != "$N" ]; then bash "$ROOT/scripts/prepare_8p.sh" "$N" "$OUT_8P"; fi
     CLUSTER=$(cat "$OUT_8P/tf_cluster.json")
     pids=()
-    cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+    # TERM, then KILL after 3 s: a rank blocked in a collective whose peer died ignores TERM
+    cleanup() {
+        local p alive
+        for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+        for _ in 1 2 3 4 5 6; do
+            alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            [ $alive -eq 0 ] && return; sleep 0.5
+        done
+        for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    }
     trap cleanup EXIT INT TERM
     for ((i = N - 1; i >= 0; i--)); do
         export TF_CONFIG="{\"cluster\": $CLUSTER, \"task\": {\"type\": \"worker\", \"index\": $i}}"

@@ -72,8 +72,14 @@ def _np_conv_transpose3d(x, w, stride, pad, out_pad):
     return y[:, pad[0]:pad[0] + size[0], pad[1]:pad[1] + size[1], pad[2]:pad[2] + size[2]]
 
 
+# depth-1 kernels with depth stride 1 and no depth padding run as one 2-D convolution over the
+# frames (Conv3d._conv_frames): (1,3,3) same / strided, dilated, 1x1x1; the rest as conv3d
 @pytest.mark.parametrize('k,s,p,d', [(3, (1, 2, 2), 1, 1), (5, 1, 2, 1), (3, 1, 2, 2), (1, 1, 0, 1),
-                                     ((1, 3, 2), (2, 1, 3), (0, 1, 2), 1)])
+                                     ((1, 3, 2), (2, 1, 3), (0, 1, 2), 1),
+                                     ((1, 3, 3), 1, (0, 1, 1), 1),
+                                     ((1, 3, 3), (1, 2, 2), (0, 1, 1), 1),
+                                     ((1, 3, 2), 1, (0, 2, 0), (1, 2, 1)),
+                                     ((1, 3, 3), 1, (1, 1, 1), 1)])
 def test_conv3d_matches_direct_computation(k, s, p, d):
     from ascendcv.layers.conv3d import Conv3d
     conv = Conv3d(3, 4, k, s, p, d)
@@ -83,6 +89,11 @@ def test_conv3d_matches_direct_computation(k, s, p, d):
     y = conv(x).numpy()
     assert y.shape == ref.shape
     assert np.abs(y - ref).max() <= 1e-5
+    # unknown sizes in the graph (frozen graphs of any size): same values, known sizes kept
+    spec = tf.TensorSpec([None, None, None, None, 3], tf.float32)
+    graph = tf.function(conv, input_signature=[spec])
+    assert np.abs(graph(x).numpy() - ref).max() <= 1e-5
+    assert graph.get_concrete_function().structured_outputs.shape.as_list()[-1] == 4
 
 
 @pytest.mark.parametrize('k,s,p,op', [((1, 3, 3), (1, 2, 2), (0, 1, 1), (0, 1, 1)), (3, 2, 0, 1),
