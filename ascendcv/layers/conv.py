@@ -10,7 +10,7 @@ import math
 import keras
 import tensorflow as tf
 
-from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
+from ascendcv.layers.precision import ReducedPrecisionLayer, link_reduced, lowered, raised, with_bias
 from ascendcv.layers.torch_compat import (TorchWeightLayer, freeze_zeros, iohw_to_hwio,
                                           oihw_to_hwio, torch_uniform)
 
@@ -79,11 +79,8 @@ class Conv2d(ConvNd):
             x = tf.pad(x, pads)
             pads = 'VALID'
         x, kernel = lowered(self, x, kernel)
-        y = raised(tf.nn.conv2d(x, kernel, strides=self.stride, padding=pads,
-                                dilations=self.dilation))
-        if self.bias is not None:
-            y = tf.nn.bias_add(y, self.bias)
-        return y
+        return with_bias(self, tf.nn.conv2d(x, kernel, strides=self.stride, padding=pads,
+                                            dilations=self.dilation), self.bias)
 
 
 class ConvTranspose2d(ReducedPrecisionLayer, TorchWeightLayer):
@@ -135,6 +132,10 @@ class ResidualBlockNoBN(keras.layers.Layer):
         self.num_feat, self.res_scale = int(num_feat), float(res_scale)
         self.conv1 = Conv2d(num_feat, num_feat, 3, 1, 1, name='conv1')
         self.conv2 = Conv2d(num_feat, num_feat, 3, 1, 1, name='conv2')
+
+    def link_reduced_chains(self):
+        """conv1 - ReLU - conv2 may stay bfloat16 (:func:`ascendcv.layers.precision.link_reduced`)."""
+        return link_reduced(self.conv1, (), self.conv2)
 
     def call(self, x):
         out = self.conv2(tf.nn.relu(self.conv1(x)))

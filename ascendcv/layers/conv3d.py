@@ -21,7 +21,7 @@ import math
 import tensorflow as tf
 
 from ascendcv.layers.conv import ConvNd
-from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised, with_bias
 from ascendcv.layers.torch_compat import (TorchWeightLayer, iodhw_to_dhwoi, oidhw_to_dhwio,
                                           torch_uniform)
 
@@ -73,14 +73,11 @@ class Conv3d(ConvNd):
             x = tf.pad(x, self._explicit_pad)
         x, kernel = lowered(self, x, kernel)
         if self._per_frame:
-            y = raised(self._conv_frames(x, kernel[0]))
+            y = self._conv_frames(x, kernel[0])
         else:
-            y = raised(tf.nn.conv3d(x, kernel, strides=(1, *self.stride, 1),
-                                    padding=self._tf_padding,
-                                    dilations=(1, *self.dilation, 1)))
-        if self.bias is not None:
-            y = tf.nn.bias_add(y, self.bias)
-        return y
+            y = tf.nn.conv3d(x, kernel, strides=(1, *self.stride, 1), padding=self._tf_padding,
+                             dilations=(1, *self.dilation, 1))
+        return with_bias(self, y, self.bias)
 
 
     def _conv_frames(self, x, kernel):

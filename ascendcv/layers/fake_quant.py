@@ -296,6 +296,7 @@ class _ConvQ(_WeightQuant):
     convolution (``quantize=False``: the plain conv alone)."""
 
     default_nbits = 4
+    accepts_reduced_input = False  # the activation quantizer computes on the input first
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0,
                  dilation=1, bias=True, nbits=None, quantize=True, **kwargs):
@@ -334,6 +335,7 @@ class LinearQ(_WeightQuant, Linear):
 
     config_keys = Linear.config_keys + ('nbits', 'quantize')
     config_aliases = {'bias': 'use_bias', 'quantize': 'fake_quant'}
+    accepts_reduced_input = False  # the activation quantizer computes on the input first
 
     def __init__(self, in_features, out_features, bias=True, nbits=4, quantize=True, **kwargs):
         super().__init__(in_features, out_features, bias=bias, **kwargs)

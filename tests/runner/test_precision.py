@@ -72,6 +72,46 @@ def test_bfloat16_runs_the_products_only_and_keep_float_holds():
         set_precision(back, 'int8')
 
 
+def test_chains_stay_bfloat16_between_layers_and_reset():
+    """conv - LeakyReLU - conv links: the first product stays bfloat16 into the second (no
+    casts back and forth); the output matches the unlinked bfloat16 model within double
+    rounding; a quantizing layer (Q-SCI) does not take a bfloat16 input; float32 resets."""
+    from ascendcv.layers.conv3d import Conv3d
+    from ascendcv.layers.fake_quant import Conv3dQ
+    from ascendcv.layers.precision import ReducedPrecisionLayer
+    from ascendvsr.layers.efficientsci_blocks import LeakyReLU, TorchSequential
+    tf.keras.utils.set_random_seed(0)
+    seq = TorchSequential([Conv3d(4, 6, (1, 3, 3), 1, (0, 1, 1)), LeakyReLU(),
+                           Conv3d(6, 5, 3, 1, 1), LeakyReLU(), Conv3dQ(5, 3, 1, nbits=8)])
+
+    class Model(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.seq = seq
+
+        def call(self, x):
+            return self.seq(x)
+    model = Model()
+    x = tf.constant(np.random.default_rng(0).standard_normal((1, 3, 8, 8, 4)), tf.float32)
+    seq[4].set_quantize(False)
+    y32 = model(x).numpy()
+    split = set_precision(model, 'bfloat16')
+    assert split['chains'] == 1  # 0 -> 2 links; 2 -> 4 does not (Conv3dQ quantizes its input)
+    assert seq[0].keep_reduced_output and not seq[2].keep_reduced_output
+    assert seq[0](x).dtype == tf.bfloat16
+    assert seq[2](tf.zeros([1, 3, 8, 8, 6], tf.bfloat16)).dtype == tf.float32
+    linked = model(x).numpy()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, ReducedPrecisionLayer):
+            layer.keep_reduced_output = False
+    unlinked = model(x).numpy()
+    scale = np.abs(y32).max()
+    assert 0 < np.abs(linked - y32).max() < 0.05 * scale
+    assert np.abs(linked - unlinked).max() < 0.02 * scale
+    assert set_precision(model, 'float32')['chains'] == 0 and not seq[0].keep_reduced_output
+    np.testing.assert_array_equal(model(x).numpy(), y32)
+
+
 def test_guard_refuses_a_drop_above_the_bound(tmp_path):
     cfg = load_config(None, [f'output_dir={tmp_path}', 'precision.max_drop_bfloat16=0.05'])
     task = get_entry('EDVR').make_task(cfg)
