@@ -21,7 +21,7 @@ import math
 import tensorflow as tf
 
 from ascendcv.layers.conv import ConvNd
-from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised, with_bias
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, with_bias
 from ascendcv.layers.torch_compat import (TorchWeightLayer, iodhw_to_dhwoi, oidhw_to_dhwio,
                                           torch_uniform)
 
@@ -137,16 +137,15 @@ class ConvTranspose3d(ReducedPrecisionLayer, TorchWeightLayer):
         full = [(n - 1) * s + k for n, s, k in zip(full, self.stride, self.kernel_size)]
         batch = static[0] if static[0] is not None else dynamic[0]
         x, kernel = lowered(self, x, self.kernel)
-        y = raised(tf.nn.conv3d_transpose(x, kernel, tf.stack([batch, *full, self.out_channels]),
-                                          strides=(1, *self.stride, 1), padding='VALID'))
+        y = tf.nn.conv3d_transpose(x, kernel, tf.stack([batch, *full, self.out_channels]),
+                                   strides=(1, *self.stride, 1), padding='VALID')
         # crop p at the start and p - output_padding at the end (zero-extend if negative)
         extend = [max(op - p, 0) for p, op in zip(self.padding, self.output_padding)]
         if any(extend):
             y = tf.pad(y, [[0, 0]] + [[0, e] for e in extend] + [[0, 0]])
         ends = [-(p - op) if p > op else None for p, op in zip(self.padding, self.output_padding)]
         y = y[:, self.padding[0]:ends[0], self.padding[1]:ends[1], self.padding[2]:ends[2], :]
-        if self.bias is not None:
-            y = tf.nn.bias_add(y, self.bias)
+        y = with_bias(self, y, self.bias)
         if any(d is not None for d in static[1:4]):  # keep static sizes for the next layers
             y.set_shape([static[0]] + [None if static[i + 1] is None else
                                        self.output_size(static[i + 1], i) for i in range(3)]

@@ -90,12 +90,34 @@ def link_reduced(first, steps, second):
               and first.compute_precision != 'float32'
               and first.compute_precision == second.compute_precision
               and second.accepts_reduced_input
-              and all(isinstance(s, ElementwiseStep) for s in steps))
+              and all(is_elementwise(s) for s in steps))
     if linked:
         first.keep_reduced_output = True
         for layer in (*steps, second):
             if hasattr(layer, 'autocast'):
                 layer.autocast = False
+    return linked
+
+
+def is_elementwise(step):
+    """Whether ``step`` is a parameter-free element-wise step that keeps its input's dtype (an
+    :class:`ElementwiseStep`, or Keras' ReLU / LeakyReLU)."""
+    import keras
+    return isinstance(step, (ElementwiseStep, keras.layers.ReLU, keras.layers.LeakyReLU))
+
+
+def link_sequence(steps):
+    """:func:`link_reduced` every weight layer of the ``nn.Sequential``-like list ``steps`` to
+    the next one when only element-wise steps lie between; returns the number of links."""
+    steps, linked = list(steps), 0
+    for i, step in enumerate(steps):
+        if not isinstance(step, ReducedPrecisionLayer):
+            continue
+        j = i + 1
+        while j < len(steps) and is_elementwise(steps[j]):
+            j += 1
+        if j < len(steps):
+            linked += link_reduced(step, steps[i + 1:j], steps[j])
     return linked
 
 
@@ -159,7 +181,7 @@ def set_precision(model, precision, keep_float=()):
     for layer in layers:
         if isinstance(layer, ReducedPrecisionLayer):
             layer.keep_reduced_output = False
-        if isinstance(layer, (ReducedPrecisionLayer, ElementwiseStep)):
+        if isinstance(layer, ReducedPrecisionLayer) or is_elementwise(layer):
             layer.autocast = True
         if not isinstance(layer, ReducedPrecisionLayer):
             continue

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from ascendcv.layers.conv import Conv2d, ResidualBlockNoBN, leaky_relu
 from ascendcv.layers.deform_conv import DCNv2Pack
+from ascendcv.layers.precision import link_reduced
 from ascendcv.layers.sampling import avg_pool_torch, max_pool_torch, upsample_bilinear
 
 LEVELS = ('l3', 'l2', 'l1')
@@ -50,6 +51,16 @@ class PCDAlignment(keras.layers.Layer):
         self.cas_offset_conv1 = Conv2d(c * 2, c, 3, 1, 1, name='cas_offset_conv1')
         self.cas_offset_conv2 = Conv2d(c, c, 3, 1, 1, name='cas_offset_conv2')
         self.cas_dcnpack = DCNv2Pack(c, c, 3, padding=1, name='cas_dcnpack', **dcn)
+
+    def link_reduced_chains(self):
+        """Offset convs whose output feeds only the next offset conv (through a LeakyReLU) may
+        stay bfloat16 into it (:mod:`ascendcv.layers.precision`); offsets that are upsampled
+        or sample features stay float32."""
+        pairs = [(self.offset_conv1['l3'], self.offset_conv2['l3'])]
+        pairs += [(self.offset_conv2[level], self.offset_conv3[level]) for level in ('l2', 'l1')]
+        pairs += [(self.cas_offset_conv1, self.cas_offset_conv2),
+                  (self.cas_offset_conv2, self.cas_dcnpack.conv_offset)]
+        return sum(link_reduced(a, (), b) for a, b in pairs)
 
     def call(self, nbr_feat_l, ref_feat_l):
         up_offset = up_feat = None
@@ -110,6 +121,10 @@ class TSAFusion(keras.layers.Layer):
     @staticmethod
     def _pool_pair(x):
         return tf.concat([max_pool_torch(x, 3, 2, 1), avg_pool_torch(x, 3, 2, 1)], -1)
+
+    def link_reduced_chains(self):
+        """spatial_attn_add1 - LeakyReLU - spatial_attn_add2 may stay bfloat16."""
+        return link_reduced(self.spatial_attn_add1, (), self.spatial_attn_add2)
 
     def call(self, aligned_feat):
         shape = tf.shape(aligned_feat)

@@ -56,7 +56,7 @@ import tensorflow as tf
 
 from ascendcv.layers.conv3d import Conv3d
 from ascendcv.layers.linear import Linear
-from ascendcv.layers.precision import ElementwiseStep, ReducedPrecisionLayer, link_reduced
+from ascendcv.layers.precision import ElementwiseStep, link_sequence
 from ascendcv.layers.torch_compat import torch_state_variables
 
 NEGATIVE_SLOPE = 0.01  # nn.LeakyReLU() default, every activation of EfficientSCI
@@ -149,18 +149,9 @@ class TorchSequential(keras.layers.Layer):
         return out
 
     def link_reduced_chains(self):
-        """Each weight step followed (through parameter-free element-wise steps) by another may
-        stay bfloat16 into it (:func:`ascendcv.layers.precision.link_reduced`); the count."""
-        steps, linked = self._steps, 0
-        for i, step in enumerate(steps):
-            if not isinstance(step, ReducedPrecisionLayer):
-                continue
-            j = i + 1
-            while j < len(steps) and isinstance(steps[j], ElementwiseStep):
-                j += 1
-            if j < len(steps):
-                linked += link_reduced(step, steps[i + 1:j], steps[j])
-        return linked
+        """Weight steps separated only by activations stay bfloat16 into each other
+        (:func:`ascendcv.layers.precision.link_sequence`); the number of links."""
+        return link_sequence(self._steps)
 
     def call(self, x):
         for step in self._steps:

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from ascendcv.layers.conv import Conv2d, ResidualBlockNoBN, leaky_relu
+from ascendcv.layers.precision import link_reduced
 from ascendcv.layers.sampling import pixel_shuffle, upsample_bilinear
 from ascendvsr.layers.edvr_blocks import PCDAlignment, PredeblurModule, TSAFusion
 
@@ -105,6 +106,14 @@ class EDVR(keras.Model):
             if size is not None and size % mult:
                 raise ValueError(f'EDVR input {name} must be a multiple of {mult}; got {size} '
                                  f'(shape {shape})')
+
+    def link_reduced_chains(self):
+        """The pyramid's conv - LeakyReLU - conv and the upsampler's conv (- PixelShuffle) -
+        LeakyReLU - conv steps may stay bfloat16 (:mod:`ascendcv.layers.precision`)."""
+        pairs = [(self.conv_l2_1, self.conv_l2_2), (self.conv_l3_1, self.conv_l3_2),
+                 (self.upconv1, self.upconv2), (self.upconv2, self.conv_hr),
+                 (self.conv_hr, self.conv_last)]
+        return sum(link_reduced(a, (), b) for a, b in pairs)
 
     # ----------------------------------------------------------------- forward
     def forward_features(self, x):

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from ascendcv.layers.linear import Linear
+from ascendcv.layers.precision import link_reduced, lowered, with_bias
 from ascendcv.layers.torch_compat import torch_state_variables
 from ascendvsr.layers.nerv_blocks import (ACTIVATIONS, CONV_TYPES, NORMS, Activation, NeRVBlock,
                                           PrunableConv2d, embed_length, parse_embed,
@@ -147,6 +148,20 @@ class NeRV(keras.Model):
                                if (last or not self.single_res) else None)
         self._decode_fn = (tf.function(self._decode, jit_compile=True) if self.jit_compile
                            else self._decode)
+        if compute_dtype != 'float32':
+            self.link_reduced_chains()
+
+    def link_reduced_chains(self):
+        """Conv blocks without norm: each block's conv reaches the next block's conv (and the
+        last one the RGB head) only through its activation and PixelShuffle, so the feature
+        maps between them may stay bfloat16 (:mod:`ascendcv.layers.precision`)."""
+        if self.conv_type != 'conv' or self.norm_name != 'none':
+            return 0
+        convs = [block.conv.conv for block in self._blocks]
+        pairs = list(zip(convs, convs[1:]))
+        if self.single_res:
+            pairs.append((convs[-1], self._heads[-1]))
+        return sum(link_reduced(a, (), b) for a, b in pairs)
 
     # ------------------------------------------------------------------ names
     def torch_weights(self):
@@ -218,9 +233,9 @@ class NeRV(keras.Model):
         c = w.shape[0]
         w2 = tf.reshape(tf.einsum('co,kl->cklo', w, tf.eye(s * s, dtype=w.dtype)),
                         [1, 1, c * s * s, s * s * 3])
-        y = tf.nn.conv2d(y, w2, 1, 'VALID')
-        if head.bias is not None:
-            y = tf.nn.bias_add(y, tf.tile(head.bias, [s * s]))
+        y, w2 = lowered(head, y, w2)  # the head's precision (bfloat16 products too)
+        y = with_bias(head, tf.nn.conv2d(y, w2, 1, 'VALID'),
+                      None if head.bias is None else tf.tile(head.bias, [s * s]))
         return tf.nn.depth_to_space(y, s)
 
     def _decode(self, embed, training=False, features=True):

@@ -55,6 +55,7 @@ import tensorflow as tf
 
 from ascendcv.layers.conv import Conv2d
 from ascendcv.layers.conv3d import Conv3d, ConvTranspose3d
+from ascendcv.layers.precision import link_sequence
 from ascendcv.layers.reversible import AdditiveCoupling, ReversibleSequence
 from ascendcv.layers.torch_compat import torch_state_variables
 from ascendcv.utils.sci_physics import normalize_measurement_tf
@@ -95,6 +96,10 @@ class FGLayer(keras.layers.Layer):
         self.ch = int(ch)
         self.nn_layer = _conv_pair(self.ch)
         self.built = True  # weights exist from construction
+
+    def link_reduced_chains(self):
+        """conv - LeakyReLU - conv may stay bfloat16 (:mod:`ascendcv.layers.precision`)."""
+        return link_sequence(self.nn_layer)
 
     def call(self, x):
         return run_sequential(self.nn_layer, x)
@@ -148,6 +153,10 @@ class Rev3DPart(AdditiveCoupling):
 
     def coupling_functions(self):
         return [lambda x: run_sequential(self.f1, x), lambda x: run_sequential(self.g1, x)]
+
+    def link_reduced_chains(self):
+        """conv - LeakyReLU - conv of f1 and g1 may stay bfloat16."""
+        return link_sequence(self.f1) + link_sequence(self.g1)
 
     def get_config(self):
         cfg = super().get_config()
@@ -229,6 +238,11 @@ class RevSCI(keras.Model):
         self.mask = self.add_weight(name='mask', shape=(h, w, cr), initializer='zeros',
                                     trainable=False)
         self.built = True  # every weight exists now: no symbolic build-by-call on first use
+
+    def link_reduced_chains(self):
+        """The encoder's and decoder's conv - LeakyReLU - conv steps may stay bfloat16 (the
+        encoder's last output, the reversible blocks' residual stream, stays float32)."""
+        return link_sequence(self.conv1) + link_sequence(self.conv2)
 
     # ------------------------------------------------------------------ weights
     def torch_weights(self):
