@@ -1,7 +1,7 @@
 """``torch.nn.Linear`` with PyTorch weight names and initialisation."""
 import tensorflow as tf
 
-from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, raised
+from ascendcv.layers.precision import ReducedPrecisionLayer, lowered, with_bias
 from ascendcv.layers.torch_compat import TorchWeightLayer, freeze_zeros, linear_to_tf, torch_uniform
 
 
@@ -30,5 +30,4 @@ class Linear(ReducedPrecisionLayer, TorchWeightLayer):
         """``x @ kernel + bias`` with another ``kernel`` of the same shape (e.g. a
         fake-quantized one); the product in ``compute_precision``."""
         x, kernel = lowered(self, x, kernel)
-        y = raised(tf.matmul(x, kernel))
-        return y + self.bias if self.bias is not None else y
+        return with_bias(self, tf.matmul(x, kernel), self.bias)

@@ -2,6 +2,7 @@
 import tensorflow as tf
 
 from ascendcv.layers.linear import Linear
+from ascendcv.layers.precision import link_reduced
 from ascendcv.layers.torch_compat import ConfigKeysLayer
 
 
@@ -30,6 +31,10 @@ class Mlp(ConfigKeysLayer):
         self.fc1 = Linear(self.in_features, self.hidden_features, name='fc1')
         self.fc2 = Linear(self.hidden_features, self.out_features, name='fc2')
         self.built = True  # weights exist from construction
+
+    def link_reduced_chains(self):
+        """fc1 - GELU - fc2 may stay bfloat16 (:mod:`ascendcv.layers.precision`)."""
+        return link_reduced(self.fc1, (), self.fc2)
 
     def call(self, x):
         return self.fc2(gelu(self.fc1(x), self.approximate_gelu))

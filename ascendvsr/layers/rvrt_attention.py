@@ -25,6 +25,7 @@ from ascendcv.layers.conv3d import Conv3d
 from ascendcv.layers.deform_attn import check_attn_args, deform_attn, local_attn
 from ascendcv.layers.linear import Linear
 from ascendcv.layers.mlp import Mlp
+from ascendcv.layers.precision import link_sequence
 from ascendcv.layers.torch_compat import ConfigKeysLayer
 
 OFFSET_FEATURES = 64  # conv_offset width (fixed in the official code)
@@ -163,6 +164,11 @@ class GuidedDeformAttnPack(_AttnPackBase):
         # the official call passes return_updateflow positionally; Keras wants it as a keyword
         return super().__call__(q, k, v, v_prop_warped, flows,
                                 return_updateflow=return_updateflow, **kwargs)
+
+    def link_reduced_chains(self):
+        """The offset network's conv - LeakyReLU - conv steps may stay bfloat16 (the offsets
+        themselves, after the last conv, stay float32)."""
+        return link_sequence(self.conv_offset)
 
     def offsets(self, q, v_prop_warped, flows):
         """Residual + guidance: two ``[n, 2, H, W, G*K*2]`` blocks ``[g][tap][dy, dx]``."""

@@ -14,6 +14,7 @@ from ascendcv.layers.conv import leaky_relu
 from ascendcv.layers.conv3d import Conv3d
 from ascendcv.layers.linear import Linear
 from ascendcv.layers.norm import LayerNorm
+from ascendcv.layers.precision import link_reduced
 from ascendcv.layers.sampling import pixel_shuffle
 from ascendcv.layers.torch_compat import torch_state_variables
 from ascendcv.layers.video_swin import STG
@@ -113,6 +114,12 @@ class Upsample(keras.layers.Layer):
             out.update(torch_state_variables(conv, f'{5 * i}.'))
         out.update(torch_state_variables(self._last_conv, f'{5 * len(self._up_convs)}.'))
         return out
+
+    def link_reduced_chains(self):
+        """Each conv reaches the next only through pixel shuffle and LeakyReLU: the feature
+        maps between them may stay bfloat16 (:mod:`ascendcv.layers.precision`)."""
+        convs = self._up_convs + [self._last_conv]
+        return sum(link_reduced(a, (), b) for a, b in zip(convs, convs[1:]))
 
     def call(self, x):
         for conv, f in zip(self._up_convs, self.factors):
