@@ -19,27 +19,20 @@ Models (the official constructors with the configurations our configs name):
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
-import time
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_common import peak_rss_mb, timed_calls  # noqa: E402  (standard library only)
 
 ESCI_SIZES = dict(t=(16, 8, 2), s=(32, 8, 2), b=(64, 8, 4), l=(64, 12, 4))  # in_ch, units, groups
 RVRT_VSR = dict(upscale=4, clip_size=2, window_size=[2, 8, 8], num_blocks=[1, 2, 1],
                 depths=[2, 2, 2], embed_dims=[144, 144, 144], num_heads=[6, 6, 6],
                 inputconv_groups=[1, 1, 1, 1, 1, 1], deformable_groups=12, attention_heads=12,
                 attention_window=[3, 3], cpu_cache_length=100)
-
-
-def peak_rss_mb():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024.0
-    return float('nan')
 
 
 def build_nerv(src, _args):
@@ -115,15 +108,10 @@ def main():
     build = (build_nerv if args.model == 'nerv_s' else
              build_rvrt if args.model == 'rvrt' else build_efficientsci)
     model, step = build(args.src, args)
-    walls, cpus = [], []
+    calls = iter(range(1, args.repeats + 1))  # NeRV decodes another frame per call
     with torch.no_grad():
         out = step(0)  # warm-up
-        for i in range(args.repeats):
-            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            out = step(i + 1)
-            r1 = resource.getrusage(resource.RUSAGE_SELF)
-            walls.append(time.perf_counter() - t0)
-            cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+        walls, cpus = timed_calls(lambda: step(next(calls)), args.repeats)
     print(json.dumps(dict(side='official', model=args.model, forward_s=statistics.median(walls),
                           runs_s=[round(s, 3) for s in walls],
                           cpu_s=round(statistics.median(cpus), 3),
