@@ -8,6 +8,9 @@ load of other processes inflates them alike):
   what ``benchmarks/efficientsci_speed.py`` times);
 * ``tf_fakequant``: Q-SCI b8 with the *same* weights, LSQ-calibrated on a 64 x 64 measurement
   (as ``benchmarks/qsci_speed.py``), fake quantization in TF;
+* ``tf_int8``: that Q-SCI's twin on oneDNN's int8 convolutions inside the TF graph
+  (:func:`ascendvsr.compression.qsci_int8_tf.build_int8_tf`: every quantizer exact, 3-D convs
+  as sums of 2-D integer convs over their temporal taps);
 * ``ort_int8``: that Q-SCI exported by :func:`ascendvsr.compression.qsci_int8.export_qsci_int8`
   (QLinearConv / MatMulIntegerToFloat in onnxruntime; conv output ranges calibrated on one
   other random measurement of the benchmark size);
@@ -83,6 +86,7 @@ def speed(hw, runs, faithful, workdir):
     from ascendcv.runner.onnx_int8 import OnnxModel
     from ascendcv.utils.sci_physics import normalize_measurement_tf
     from ascendvsr.compression.qsci_int8 import export_qsci_int8
+    from ascendvsr.compression.qsci_int8_tf import build_int8_tf, int8_tf_report
     from ascendvsr.models.efficientsci import SIZES, EfficientSCI
     from ascendvsr.models.qsci import QSCI
     load = os.getloadavg()[0]
@@ -111,10 +115,16 @@ def speed(hw, runs, faithful, workdir):
                                         path=path, export_s=round(time.perf_counter() - t, 1))
     exports['ort_float'] = dict(path=_float_onnx(etask, esci, workdir))
 
+    t = time.perf_counter()
+    twin = build_int8_tf(qsci)
+    exports['tf_int8'] = dict(report=int8_tf_report(twin),
+                              build_s=round(time.perf_counter() - t, 1))
     fns = {'tf_float': tf.function(lambda m, k: etask.serve(esci, m, k)),
-           'tf_fakequant': tf.function(lambda m, k: qtask.serve(qsci, m, k))}
+           'tf_fakequant': tf.function(lambda m, k: qtask.serve(qsci, m, k)),
+           'tf_int8': tf.function(lambda m, k: qtask.serve(twin, m, k))}
     for name, e in exports.items():
-        fns[name] = OnnxModel(e['path'])
+        if 'path' in e:
+            fns[name] = OnnxModel(e['path'])
     feeds = (tf.constant(meas), tf.constant(mask))
     outs, warm = {}, {}
     for name, fn in fns.items():          # warm-up (tracing / session first run)
@@ -136,9 +146,9 @@ def speed(hw, runs, faithful, workdir):
                              median_s=round(walls[name][mid], 3),
                              cpu_s=round(cpus[name][mid], 3), warmup_s=warm[name])
         if name in exports:
-            results[name].update({k: v for k, v in exports[name].items() if k != 'path'},
-                                 size_mib=round(os.path.getsize(exports[name]['path']) / 2 ** 20,
-                                                2))
+            results[name].update({k: v for k, v in exports[name].items() if k != 'path'})
+        if 'path' in exports.get(name, {}):
+            results[name]['size_mib'] = round(os.path.getsize(exports[name]['path']) / 2 ** 20, 2)
     base = results['tf_float']['median_s']
     for name in results:
         results[name]['ratio_to_tf_float'] = round(results[name]['median_s'] / base, 3)
@@ -193,8 +203,11 @@ def accuracy(float_ckpt, calib_name, workdir, data_dir):
     exact = os.path.join(workdir, 'small.qdq.onnx')
     rep = export_qsci_int8(qtask, q, int8, [(cm[:1], cmask)])
     export_qsci_int8(qtask, q, exact, [], quantize_outputs=False)
+    from ascendvsr.compression.qsci_int8_tf import build_int8_tf
+    twin = build_int8_tf(q)
     runners = {'tf_float': lambda m, k: qtask.serve(esci, m, k),
                'tf_fakequant': lambda m, k: qtask.serve(q, m, k),
+               'tf_int8': tf.function(lambda m, k: qtask.serve(twin, m, k)),
                'ort_int8': OnnxModel(int8), 'ort_qdq_exact': OnnxModel(exact)}
     table = {}
     for name, d in files.items():
@@ -209,6 +222,8 @@ def accuracy(float_ckpt, calib_name, workdir, data_dir):
                                                          outs['tf_fakequant']), 5)
         row['ort_qdq_exact_vs_fakequant_rel_l2'] = round(_rel(outs['ort_qdq_exact'],
                                                               outs['tf_fakequant']), 5)
+        row['tf_int8_vs_fakequant_rel_l2'] = round(_rel(outs['tf_int8'], outs['tf_fakequant']),
+                                                   5)
         table[name] = row
     mean = {v: round(float(np.mean([table[n][v] for n in table])), 3) for v in runners}
     return dict(model=f'small EfficientSCI ({e.in_ch}, {e.units}, {e.group_num}) trained '

@@ -68,7 +68,8 @@ from ascendcv.layers.linear import Linear
 from ascendcv.layers.torch_compat import identity, torch_state_variables
 
 __all__ = ['QuantizerNotInitializedError', 'quant_range', 'grad_scale', 'round_pass',
-           'fake_quant_weight', 'fake_quant_activation', 'ActQ', 'Conv2dQ', 'Conv3dQ', 'LinearQ',
+           'fake_quant_weight', 'fake_quant_activation', 'weight_codes', 'activation_codes',
+           'ActQ', 'Conv2dQ', 'Conv3dQ', 'LinearQ',
            'quantizers_of', 'name_quantizers', 'calibrate_quantizers', 'uninitialized_quantizers']
 
 SIGNED_THRESHOLD = -1e-5  # official: signed = x.min() < -1e-5 at initialisation
@@ -113,10 +114,18 @@ def fake_quant_weight(w, alpha, nbits, training=False):
     Returns ``round(clamp(w / alpha', Qn, Qp)) * alpha'`` with ``alpha' = grad_scale(alpha, g)``,
     ``g = 1 / sqrt(w.size * Qp)``.
     """
+    k, a = weight_codes(w, alpha, nbits, training)
+    return k * a
+
+
+def weight_codes(w, alpha, nbits, training=False):
+    """The integer side of :func:`fake_quant_weight`: ``(k, a)`` with the integer-valued
+    ``k = round(clamp(w / a, Qn, Qp))`` (``w``'s shape) and the step sizes ``a`` (``alpha``'s
+    shape) the value is computed with (``w_q = k a``)."""
     qn, qp = quant_range(nbits, True)
     g = 1.0 / math.sqrt(int(np.prod(w.shape)) * qp)
     a = grad_scale(alpha, g)
-    return _round(tf.clip_by_value(w / a, float(qn), float(qp)), training) * a
+    return _round(tf.clip_by_value(w / a, float(qn), float(qp)), training), a
 
 
 def _channel_shape(rank, axis, channels):
@@ -138,6 +147,14 @@ def fake_quant_activation(x, alpha, zero_point, signed, nbits, axis=-1, training
     Returns ``(round(clamp(x / a + z, Qn, Qp)) - z) * a`` with ``z = grad_scale(round(zp), g)``,
     ``a = grad_scale(alpha, g)``, ``g = 1 / sqrt(x.size * Qp)``.
     """
+    q, zp, a = activation_codes(x, alpha, zero_point, signed, nbits, axis, training)
+    return (q - zp) * a
+
+
+def activation_codes(x, alpha, zero_point, signed, nbits, axis=-1, training=False):
+    """The integer side of :func:`fake_quant_activation`: ``(q, z, a)`` with the codes
+    ``q = round(clamp(x / a + z, Qn, Qp))`` (float tensor of integers, ``x``'s shape) and the
+    ``z``, ``a`` the value is computed with (``x_q = (q - z) a``), broadcastable to ``x``."""
     dtype = x.dtype
     signed = tf.cast(signed, tf.bool)
     qn_s, qp_s = quant_range(nbits, True)
@@ -154,7 +171,7 @@ def fake_quant_activation(x, alpha, zero_point, signed, nbits, axis=-1, training
         a = tf.reshape(a, _channel_shape(rank, axis, channels))
         zp = tf.reshape(zp, _channel_shape(rank, axis, channels))
     q = _round(tf.clip_by_value(x / a + zp, qn, qp), training)
-    return (q - zp) * a
+    return q, zp, a
 
 
 def _initialised(var):

@@ -139,7 +139,8 @@ def export_and_check(cfg, task, factory, logger):
 
     ``model.precision`` (:mod:`ascendcv.runner.precision`): ``bfloat16`` freezes the bfloat16
     graph (ONNX has no bfloat16 Conv/MatMul, so the ``.onnx`` is the float32 graph); ``int8``
-    adds ``<Model>.int8.onnx`` (the ``.pb`` stays float32: TF has no int8 kernels for it). With
+    adds ``<Model>.int8.onnx`` (the ``.pb`` stays float32), unless the task has an integer twin
+(:meth:`Task.integer_model`, Q-SCI), whose int8 graph the ``.pb`` then holds. With
     ``precision.guard`` a mode losing more than ``precision.max_drop_<mode>`` dB on the
     evaluation data is refused before anything of it is written."""
     from ascendcv.runner import precision as prec
@@ -148,19 +149,25 @@ def export_and_check(cfg, task, factory, logger):
     if task.needs_checkpoint and not cfg.model.checkpoint:
         raise CheckpointError('model.checkpoint is empty: give the TF checkpoint to freeze')
     mode = prec.effective_precision(cfg, logger)
-    if mode == 'int8':
-        prec.calibration_count(cfg)  # before any work
     model, prefix = build_and_restore(factory, cfg, cfg.model.checkpoint, jit_compile=False)
-    pb_model = model  # the graph of the .pb: XLA deformable convs, bfloat16 layers
-    if cfg.export.pb_xla_dcn or mode == 'bfloat16':
+    twin = task.integer_model(model) if mode == 'int8' else None
+    if mode == 'int8' and twin is None:
+        prec.calibration_count(cfg)  # before the long work
+    pb_model = model  # the graph of the .pb: XLA deformable convs, bfloat16 layers, int8 twin
+    if twin is not None:
+        pb_model = twin
+    elif cfg.export.pb_xla_dcn or mode == 'bfloat16':
         pb_model, _ = build_and_restore(factory, cfg, prefix,
                                         jit_compile=bool(cfg.export.pb_xla_dcn))
     graph_precision = 'float32'
     if mode == 'bfloat16':
         prec.apply_bfloat16(cfg, task, pb_model, logger)
         graph_precision = 'bfloat16'
-        if cfg.precision.guard:
-            prec.guard(cfg, task, factory, prefix or '', pb_model, mode, logger, enforce=True)
+    if twin is not None:
+        graph_precision = 'int8'
+        logger.info(f'int8: {type(twin).__name__} ({twin.int8_summary()})')
+    if graph_precision != 'float32' and cfg.precision.guard:
+        prec.guard(cfg, task, factory, prefix or '', pb_model, mode, logger, enforce=True)
     pb = os.path.join(cfg.output_dir, f'{cfg.model.name}.pb')
     path, meta = freeze(task, pb_model, pb, precision=graph_precision)
     shapes = ', '.join(f'{i["name"]} {i["shape"]}' for i in meta['inputs'])
@@ -175,7 +182,7 @@ def export_and_check(cfg, task, factory, logger):
     logger.info(f'Frozen graph vs live model: max abs diff {err:.3g} on input '
                 f'{[list(x.shape) for x in inputs]}')
     result = dict(pb=path, pb_max_abs_diff=err, precision=mode)
-    if cfg.export.onnx or mode == 'int8':
+    if cfg.export.onnx or (mode == 'int8' and twin is None):
         onnx_path = os.path.splitext(path)[0] + '.onnx'
         source, reference = path, frozen
         if pb_model is not model:  # tf2onnx needs the plain float32 graph of core ops
@@ -196,7 +203,7 @@ def export_and_check(cfg, task, factory, logger):
         logger.info(f'ONNX written to {onnx_path} (float32); onnxruntime vs TF float32: max abs '
                     f'diff {diff:.3g}')
         result.update(onnx=onnx_path, onnx_max_abs_diff=diff)
-        if mode == 'int8':
+        if mode == 'int8' and twin is None:
             result.update(_export_int8(cfg, task, factory, prefix, frozen, onnx_path, logger))
     return result
 

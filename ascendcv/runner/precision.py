@@ -5,11 +5,14 @@ accuracy guard.
   (:func:`ascendcv.layers.precision.set_precision`; everything between them stays float32), minus
   the layers the task (:meth:`Task.keep_float`) and ``precision.keep_float`` keep in float32.
   The frozen ``.pb`` holds the bfloat16 graph.
-* **int8**: onnxruntime's integer kernels. The model is frozen in float32, exported to ONNX,
-  calibrated on the first ``precision.calibration_batches`` model calls of the evaluation data
-  and quantized statically (:mod:`ascendcv.runner.onnx_int8`); the model then runs as an
-  :class:`~ascendcv.runner.onnx_int8.OnnxModel`. TF has no int8 kernels for these graphs, so
-  the ``.pb`` of an int8 freeze stays float32 and the int8 model is ``<Model>.int8.onnx``.
+* **int8**: a task with a model of its own integer arithmetic (:meth:`Task.integer_model`;
+  Q-SCI: its calibrated quantizers on oneDNN's int8 convolutions in the TF graph) runs that
+  twin, and an int8 freeze writes its integer graph as the ``.pb``. Otherwise onnxruntime's
+  integer kernels: the model is frozen in float32, exported to ONNX, calibrated on the first
+  ``precision.calibration_batches`` model calls of the evaluation data and quantized statically
+  (:mod:`ascendcv.runner.onnx_int8`); the model then runs as an
+  :class:`~ascendcv.runner.onnx_int8.OnnxModel`, the ``.pb`` of an int8 freeze stays float32
+  and the int8 model is ``<Model>.int8.onnx``.
 * **guard** (``precision.guard``): the task's evaluation runs in float32 and in the reduced mode;
   the drop of :meth:`Task.headline_psnr` is reported (``<output_dir>/precision/report.json``) and
   a freeze whose drop exceeds ``precision.max_drop_<mode>`` dB is refused, nothing written.
@@ -192,6 +195,11 @@ def reduced_model(cfg, task, factory, checkpoint, logger, precision=None):
     if precision == 'bfloat16':
         apply_bfloat16(cfg, task, model, logger)
     elif precision == 'int8':
+        twin = task.integer_model(model)
+        if twin is not None:
+            logger.info(f'int8: {type(twin).__name__}, integer kernels in the TF graph '
+                        f'({twin.int8_summary()})')
+            return twin, precision
         folder = os.path.join(cfg.output_dir, 'precision', 'int8')
         model, _ = int8_model(cfg, task, factory, model, logger, folder)
     return model, precision

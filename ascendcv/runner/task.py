@@ -128,6 +128,12 @@ class Task:
         chosen by measurement for the family (``precision.keep_float`` adds to them)."""
         return ()
 
+    def integer_model(self, model):
+        """For ``model.precision=int8``: a twin of the built ``model`` whose convolutions run
+        on TF's own integer kernels (the graph the ``.pb`` then holds), or None (default): the
+        int8 model is onnxruntime's static quantization of the float ONNX export."""
+        return None
+
     # ------------------------------------------------------------------ export
     def serving_signature(self, model):
         """The frozen graph's inputs: a list of ``tf.TensorSpec`` (each with a name; ``None``

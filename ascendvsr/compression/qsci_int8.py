@@ -77,7 +77,8 @@ from ascendcv.utils.fileio import atomic_write_bytes, atomic_write_via, remove_p
 from ascendvsr.layers.qsci_blocks import QuantLayerFactory, QuantTimesAttention3D
 from ascendvsr.models.qsci import QSCI
 
-__all__ = ['Int8ExportFactory', 'QSCIInt8Export', 'build_int8_export', 'calibrate_outputs',
+__all__ = ['Int8ExportFactory', 'QSCIInt8Export', 'build_int8_export', 'copy_into_twin',
+           'calibrate_outputs',
            'integerize_onnx', 'export_qsci_int8']
 
 FLOAT_OUTPUT_CONVS = ('vrm.4', 'vrm_conv3_1', 'vrm_conv3_2')
@@ -247,6 +248,17 @@ class QSCIInt8Export(QSCI):
 def build_int8_export(model):
     """The :class:`QSCIInt8Export` twin of a calibrated :class:`QSCI` ``model`` (weights and
     quantizer state copied by PyTorch name, constants prepared)."""
+    twin = copy_into_twin(model, QSCIInt8Export)
+    for layer in twin._flatten_layers(include_self=False):
+        if isinstance(layer, (_ExportQuant, ExportTimesAttention3D)):
+            layer.prepare()
+    return twin
+
+
+def copy_into_twin(model, twin_class):
+    """A ``twin_class`` (a :class:`QSCI` subclass) of ``model``'s configuration with its
+    weights and quantizer state copied by PyTorch name; refuses a model that is not a
+    calibrated, quantized Q-SCI."""
     if not isinstance(model, QSCI):
         raise ValueError(f'the int8 export takes a Q-SCI model; got {type(model).__name__}')
     if not model.fake_quant:
@@ -255,17 +267,14 @@ def build_int8_export(model):
     if left:
         raise ValueError(f'the int8 export needs a calibrated Q-SCI: {len(left)} quantizers '
                          f'were never initialised ({", ".join(left[:4])} ...)')
-    twin = QSCIInt8Export(model.in_ch, model.units, model.group_num, model.color_ch,
-                          bit_depth=model.bit_depth, compress_ratio=model.compress_ratio,
-                          name=model.name)
+    twin = twin_class(model.in_ch, model.units, model.group_num, model.color_ch,
+                      bit_depth=model.bit_depth, compress_ratio=model.compress_ratio,
+                      name=model.name)
     src, dst = torch_state_variables(model), torch_state_variables(twin)
     if set(src) != set(dst):
         raise RuntimeError(f'export twin differs from the model: {sorted(set(src) ^ set(dst))[:6]}')
     for key, (var, _) in src.items():
         dst[key][0].assign(var)
-    for layer in twin._flatten_layers(include_self=False):
-        if isinstance(layer, (_ExportQuant, ExportTimesAttention3D)):
-            layer.prepare()
     return twin
 
 

@@ -65,6 +65,16 @@ class QSciTask(EfficientSciTask):
             f'({tuple(inputs[0].shape)} measurements)')
         return True
 
+    def integer_model(self, model):
+        """``model.precision=int8``: the twin on oneDNN's int8 convolutions in the TF graph
+        (:func:`ascendvsr.compression.qsci_int8_tf.build_int8_tf`; every quantizer exact), or
+        None where this TF has no such kernels (then onnxruntime's static quantization)."""
+        from ascendcv.layers.int8_conv import integer_kernels_available
+        from ascendvsr.compression.qsci_int8_tf import build_int8_tf
+        if not model.fake_quant or not integer_kernels_available()[0]:
+            return None
+        return build_int8_tf(model)
+
     def predict_fn(self, model):
         if self.is_live(model) and model.fake_quant:
             left = model.uninitialized_quantizers()
