@@ -10,6 +10,10 @@ Models (the official constructors with the configurations our configs name):
   (positional encoding included, as the official ``evaluate`` times it), 720x1280 out;
 * ``efficientsci_{t,s,b,l}`` -- ucaswangls/EfficientSCI ``cacti.models.efficientsci``, one
   8 x ``hw`` x ``hw`` measurement (``y``, ``Phi``, ``Phi_s`` as ``tools/test.py`` feeds them);
+* ``edvr_m`` -- XPixelGroup/BasicSR ``EDVR`` (EDVR-M, TSA), input 1 x 5 x 3 x 180 x 320, its
+  DCN through torchvision's ``deform_conv2d`` (needs torchvision);
+* ``revsci`` -- BoChenGroup/RevSCI-net ``re_3dcnn`` (18 blocks, 2 groups), one 8 x ``hw`` x ``hw``
+  measurement;
 * ``rvrt`` -- JingyunLiang/RVRT ``models/network_rvrt.RVRT``, the VSR configuration of
   ``main_test_rvrt.py`` (tasks 001/002), input 1 x T x 3 x h x w; its CUDA attention extension
   replaced by the pure-PyTorch forward of ``tools/fixtures/make_rvrt_extra_fixture.py``.
@@ -70,6 +74,49 @@ def build_efficientsci(src, args):
     return model, lambda _i: model(y, phi, phi_s)[-1]
 
 
+EDVR_M = dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_frame=5, deformable_groups=8,
+              num_extract_block=5, num_reconstruct_block=10, center_frame_idx=None,
+              hr_in=False, with_predeblur=False, with_tsa=True)
+
+
+def build_edvr(src, args):
+    """BasicSR ``basicsr/archs/edvr_arch.EDVR`` (EDVR-M) from a checkout holding
+    ``basicsr/archs/{edvr_arch,arch_util}.py``, ``basicsr/ops/dcn/`` and
+    ``basicsr/utils/registry.py``: the package ``__init__`` files (which import every dataset,
+    model and metric) are left out, ``get_root_logger`` is the standard logger. Its DCN is
+    ``torchvision.ops.deform_conv2d`` (BasicSR's own CUDA op is not built)."""
+    import logging
+
+    import numpy as np
+    import torch
+    sys.path.insert(0, src)
+    utils = types.ModuleType('basicsr.utils')
+    utils.__path__ = [os.path.join(src, 'basicsr', 'utils')]
+    utils.get_root_logger = lambda *a, **k: logging.getLogger('basicsr')
+    sys.modules['basicsr.utils'] = utils
+    from basicsr.archs.edvr_arch import EDVR
+    model = EDVR(**EDVR_M).eval()
+    n, t, h, w = 1, 5, 180, 320
+    x = torch.from_numpy(np.random.default_rng(0).random((n, t, 3, h, w), dtype=np.float32))
+    return model, lambda _i: model(x)
+
+
+def build_revsci(src, args):
+    """BoChenGroup/RevSCI-net ``models.re_3dcnn`` with ``--num_block 18 --num_group 2``, one
+    8 x ``hw`` x ``hw`` normalized measurement as ``test.py`` feeds it."""
+    import numpy as np
+    import torch
+    sys.path.insert(0, src)
+    from models import re_3dcnn
+    hw, b = args.hw, 8
+    opts = types.SimpleNamespace(num_block=18, num_group=2, B=b, size=[hw, hw])
+    model = re_3dcnn(opts).eval()
+    rng = np.random.default_rng(0)
+    model.mask = torch.from_numpy((rng.random((b, hw, hw)) < 0.5).astype(np.float32))
+    meas_re = torch.from_numpy(rng.random((1, b, hw, hw), dtype=np.float32))
+    return model, lambda _i: model(meas_re, opts)
+
+
 def build_rvrt(src, args):
     import numpy as np
     import torch
@@ -105,8 +152,8 @@ def main():
     import torch
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    build = (build_nerv if args.model == 'nerv_s' else
-             build_rvrt if args.model == 'rvrt' else build_efficientsci)
+    build = dict(nerv_s=build_nerv, rvrt=build_rvrt, edvr_m=build_edvr,
+                 revsci=build_revsci).get(args.model, build_efficientsci)
     model, step = build(args.src, args)
     calls = iter(range(1, args.repeats + 1))  # NeRV decodes another frame per call
     with torch.no_grad():

@@ -16,7 +16,9 @@ The official checkouts come from the search tool's ``fetch`` (a bare mirror), e.
     python -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.13.0 numpy einops pytorch_msssim
     python benchmarks/vs_official.py --model nerv_s --src /tmp/nerv --torch-python /tmp/tv/bin/python
 
-Models: ``nerv_s`` (one 720p frame), ``efficientsci_s`` / ``efficientsci_b`` (one 8x256x256
+Models: ``edvr_m`` (1x5x180x320; BasicSR with torchvision, whose pip wheels pair only with
+the CUDA build of torch -- it runs on the CPU: ``pip install torch==2.14.1
+torchvision==0.29.1``), ``revsci`` (18 blocks, one 8x256x256 measurement), ``nerv_s`` (one 720p frame), ``efficientsci_s`` / ``efficientsci_b`` (one 8x256x256
 measurement), ``rvrt`` (1x6x64x64 -> 256x256; the official attention op is a CUDA extension,
 replaced by a pure-PyTorch forward, so the official time includes that transcription).
 """
@@ -34,7 +36,7 @@ from bench_common import emit, run_child  # noqa: E402
 
 # our model -> precision_speed.py case
 OURS = dict(nerv_s='nerv_s', efficientsci_s='efficientsci_s', efficientsci_b='efficientsci_b',
-            rvrt='rvrt')
+            rvrt='rvrt', edvr_m='edvr_m', revsci='revsci')
 
 
 def official(torch_python, model, src, repeats):

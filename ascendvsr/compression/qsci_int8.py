@@ -55,14 +55,13 @@ Where the integer path departs from the fake-quant model (measured by
    by one ulp; the export uses ``alpha``.
 
 Measured (``benchmarks/results/sci_int8_speed.json``; one 8 x 256 x 256 measurement, random
-weights, the variants alternating in one process on 2 cores shared with other processes, load
-5.4, so all wall times are inflated alike): float EfficientSCI-S in TF 16.3 s (CPU 10.4 s),
-fake-quant Q-SCI b8 in TF 29.5 s, this int8 export in onnxruntime 19.8 s (86 QLinearConv, 32
-MatMulIntegerToFloat), the faithful export 36.7 s, float EfficientSCI-S in onnxruntime 35.5 s.
-The integer kernels make onnxruntime 1.8x faster than its float graph and 1.5x faster than our
-fake-quant model, but the result is 1.2x *slower* than our float TF model: onnxruntime runs
-this network's float graph 2.2x slower than TF (its 3-D convs and the attention's layout ops
-against oneDNN's), more than int8 wins back.
+weights, the variants alternating in one process, quiet 2-core machine): float EfficientSCI-S
+in TF 5.90 s, fake-quant Q-SCI b8 in TF 8.87 s, this int8 export in onnxruntime 5.92 s (85
+QLinearConv, 32 MatMulIntegerToFloat), float EfficientSCI-S in onnxruntime 11.12 s. The integer
+kernels make onnxruntime 1.9x faster than its float graph, but only as fast as our float TF
+model: onnxruntime runs this network's float parts (the attention's 7-D transposes, the
+fake-quant q/k chains, element-wise residual sums) slower than TF. The TF integer twin of the
+same model (:mod:`ascendvsr.compression.qsci_int8_tf`) takes 4.40 s.
 """
 import collections
 import json

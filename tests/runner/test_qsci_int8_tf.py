@@ -138,6 +138,17 @@ def test_twin_end_to_end_frozen_and_through_model_precision(tmp_path):
     assert precision == 'int8' and isinstance(reduced, QSCIInt8TF)
     assert np.abs(np.asarray(task.serve(reduced, *feeds)) - y_int).max() < 1e-5
 
+    # --mode freeze: the .pb holds the integer graph, no calibration data or onnxruntime needed
+    from ascendcv.runner.freezer import export_and_check
+    cfg.defrost()
+    cfg.model.checkpoint, cfg.output_dir = ckpt, str(tmp_path / 'freeze')
+    cfg.precision.guard, cfg.export.onnx, cfg.precision.calibration_batches = False, False, 0
+    cfg.freeze()
+    result = export_and_check(cfg, task, entry.build, get_logger('test', os.devnull))
+    assert result['precision'] == 'int8' and result['pb_max_abs_diff'] < 1e-5
+    assert FrozenGraphModel(result['pb']).meta['precision'] == 'int8'
+    assert 'int8_onnx' not in result
+
 
 def test_fallbacks_keep_the_fake_quantization():
     """A quantizer whose channels differ, or whose zero point leaves 0 without a code, keeps
