@@ -18,7 +18,8 @@ The official checkouts come from the search tool's ``fetch`` (a bare mirror), e.
 
 Models: ``edvr_m`` (1x5x180x320; BasicSR with torchvision, whose pip wheels pair only with
 the CUDA build of torch -- it runs on the CPU: ``pip install torch==2.14.1
-torchvision==0.29.1``), ``revsci`` (18 blocks, one 8x256x256 measurement), ``nerv_s`` (one 720p frame), ``efficientsci_s`` / ``efficientsci_b`` (one 8x256x256
+torchvision==0.29.1``), ``revsci`` (18 blocks, one 8x256x256 measurement), ``nerv_s`` (one
+720p frame), ``efficientsci_s`` / ``efficientsci_b`` (one 8x256x256
 measurement), ``rvrt`` (1x6x64x64 -> 256x256; the official attention op is a CUDA extension,
 replaced by a pure-PyTorch forward, so the official time includes that transcription).
 """

@@ -221,7 +221,7 @@ def test_cli_freeze_in_int8_then_eval_the_int8_onnx(sample_dataset, edvr_checkpo
     assert _cli('freeze', sample_dataset, edvr_checkpoint, out, 'model.precision=int8',
                 'precision.calibration_batches=2') == 0
     with open(out / 'EDVR.json') as f:
-        assert json.load(f)['precision'] == 'float32'  # EDVR has no integer twin: the .pb stays float32
+        assert json.load(f)['precision'] == 'float32'  # no EDVR integer twin
     with open(out / 'EDVR.int8.json') as f:
         meta = json.load(f)
     assert meta['precision'] == 'int8' and meta['quantization']['quantized']['Conv'] > 10
