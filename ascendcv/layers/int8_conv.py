@@ -16,11 +16,11 @@ convolution of activation *codes* that returns float:
   with ``u`` the uint8 input codes (``x_q = (u - zu) a``, the input padded with the code ``zu``
   of 0), ``k`` the int8 kernel codes and ``s[o]`` the weight step sizes (``w_q = k s``).
 
-Measured here (2 cores, AMX; one 8 x 128 x 128 x 64 input, 64 outputs): the 3x3 integer kernel
-alone takes 7 ms against 36 ms for TF's float32 conv and 12.5 ms in bfloat16; a whole 3x3x3
-convolution (quantizing pass, three taps, epilogue) 32 ms against 96 ms in float32 and 45 ms in
-bfloat16. ``QuantizedConv2D`` without a bias runs a reference kernel, 2.7x slower than the
-oneDNN ``...WithBias`` one, so a zero bias is passed. Everything else of a model stays float.
+Measured (``benchmarks/int8_conv_speed.py``: input 1 x 8 x 128 x 128 x 64, 64 outputs, 2 cores
+with AMX, medians of alternating calls): a 3x3x3 convolution -- quantizing pass, three taps,
+epilogue -- takes 38 ms against 112 ms in float32 and 52 ms in bfloat16; a (1, 3, 3) one 25 ms
+against 64 / 36 ms. ``QuantizedConv2D`` without a bias runs a slower reference kernel, so a
+zero bias is passed. Everything else of a model stays float.
 """
 import functools
 

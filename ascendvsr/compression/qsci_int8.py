@@ -212,30 +212,18 @@ class ExportTimesAttention3D(QuantTimesAttention3D):
 
 
 class Int8ExportFactory(QuantLayerFactory):
-    """:class:`QuantLayerFactory` making the export layers (:class:`ExportConv3dQ`,
-    :class:`ExportLinearQ`)."""
+    """:class:`QuantLayerFactory` making the export layers."""
 
-    def conv3d(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, role,
-               name):
-        return ExportConv3dQ(in_channels, out_channels, kernel_size, stride, padding,
-                             nbits=self.bits(role), quantize=self.quantize, **self._kw(name))
-
-    def linear(self, in_features, out_features, bias=True, *, role, name):
-        return ExportLinearQ(in_features, out_features, bias=bias, nbits=self.bits(role),
-                             quantize=self.quantize, **self._kw(name))
-
-    def attention(self, dim, num_heads, *, name):
-        return ExportTimesAttention3D(dim, num_heads, self, wa_bits=self.bit_depth,
-                                      att_bits=self.bit_depth, quantize=self.quantize,
-                                      **self._kw(name))
+    conv3d_class = ExportConv3dQ
+    linear_class = ExportLinearQ
+    attention_class = ExportTimesAttention3D
 
 
 class QSCIInt8Export(QSCI):
     """:class:`QSCI` built with :class:`Int8ExportFactory` (same module tree and weights)."""
 
     def build_layers(self, factory):
-        return super().build_layers(Int8ExportFactory(factory.bit_depth, factory.quantize,
-                                                      dtype=factory.dtype))
+        return super().build_layers(Int8ExportFactory.like(factory))
 
     def export_layers(self):
         """``{name: layer}`` of the export convs / linears (PyTorch module names, e.g.

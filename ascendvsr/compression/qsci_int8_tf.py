@@ -138,22 +138,15 @@ class IntegerLinearQ(_Integer, LinearQ):
 class Int8TFFactory(QuantLayerFactory):
     """:class:`QuantLayerFactory` making :class:`IntegerConv3dQ` / :class:`IntegerLinearQ`."""
 
-    def conv3d(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, role,
-               name):
-        return IntegerConv3dQ(in_channels, out_channels, kernel_size, stride, padding,
-                              nbits=self.bits(role), quantize=self.quantize, **self._kw(name))
-
-    def linear(self, in_features, out_features, bias=True, *, role, name):
-        return IntegerLinearQ(in_features, out_features, bias=bias, nbits=self.bits(role),
-                              quantize=self.quantize, **self._kw(name))
+    conv3d_class = IntegerConv3dQ
+    linear_class = IntegerLinearQ
 
 
 class QSCIInt8TF(QSCI):
     """:class:`QSCI` built with :class:`Int8TFFactory` (same module tree and weights)."""
 
     def build_layers(self, factory):
-        return super().build_layers(Int8TFFactory(factory.bit_depth, factory.quantize,
-                                                  dtype=factory.dtype))
+        return super().build_layers(Int8TFFactory.like(factory))
 
     def int8_summary(self):
         """One line: how many layers run integer kernels, which stay float."""

@@ -94,7 +94,15 @@ class QuantLayerFactory(LayerFactory):
             role ``'branch8'`` (8 bits).
         quantize (bool): False = the official "quantization off" path (``alpha = None``).
         dtype: Keras dtype of every layer (e.g. ``'float64'``).
+
+    The layer classes are the class attributes ``conv3d_class``, ``linear_class`` and
+    ``attention_class`` (same constructor arguments), so a twin with other layer classes of the
+    same weights (the int8 exports) is a subclass naming its classes.
     """
+
+    conv3d_class = Conv3dQ
+    linear_class = LinearQ
+    attention_class = QuantTimesAttention3D
 
     def __init__(self, bit_depth=8, quantize=True, dtype=None):
         super().__init__(dtype)
@@ -105,14 +113,20 @@ class QuantLayerFactory(LayerFactory):
 
     def conv3d(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, role,
                name):
-        return Conv3dQ(in_channels, out_channels, kernel_size, stride, padding,
-                       nbits=self.bits(role), quantize=self.quantize, **self._kw(name))
+        return self.conv3d_class(in_channels, out_channels, kernel_size, stride, padding,
+                                 nbits=self.bits(role), quantize=self.quantize,
+                                 **self._kw(name))
 
     def linear(self, in_features, out_features, bias=True, *, role, name):
-        return LinearQ(in_features, out_features, bias=bias, nbits=self.bits(role),
-                       quantize=self.quantize, **self._kw(name))
+        return self.linear_class(in_features, out_features, bias=bias, nbits=self.bits(role),
+                                 quantize=self.quantize, **self._kw(name))
 
     def attention(self, dim, num_heads, *, name):
-        return QuantTimesAttention3D(dim, num_heads, self, wa_bits=self.bit_depth,
-                                     att_bits=self.bit_depth, quantize=self.quantize,
-                                     **self._kw(name))
+        return self.attention_class(dim, num_heads, self, wa_bits=self.bit_depth,
+                                    att_bits=self.bit_depth, quantize=self.quantize,
+                                    **self._kw(name))
+
+    @classmethod
+    def like(cls, factory):
+        """A ``cls`` factory with ``factory``'s bit depth, quantize flag and dtype."""
+        return cls(factory.bit_depth, factory.quantize, dtype=factory.dtype)
