@@ -1,5 +1,5 @@
-"""One convolution on TF's int8 kernels against float32 and bfloat16 (``ascendcv/layers/int8_conv.py``);
-JSON out.
+"""One convolution on TF's int8 kernels against float32 and bfloat16
+(``ascendcv/layers/int8_conv.py``); JSON out.
 
 Input ``[1, 8, 128, 128, 64]`` (8 frames), 64 outputs, graph mode, the variants alternating in one
 process (medians of ``--repeats`` rounds). For each kernel, ``(3, 3, 3)`` and ``(1, 3, 3)``, both
@@ -14,7 +14,8 @@ padding 1 in every spatial dimension it spans:
 
 Usage::
 
-    python benchmarks/int8_conv_speed.py [--repeats 7] [--out benchmarks/results/int8_conv_speed.json]
+    python benchmarks/int8_conv_speed.py [--repeats 7]
+        [--out benchmarks/results/int8_conv_speed.json]
 """
 import argparse
 import os
